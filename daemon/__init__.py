@@ -1,0 +1,1 @@
+"""The faultwarden service: CLI, config, tailing, parsing, shipping, incidents and actions."""

@@ -1,0 +1,207 @@
+"""The one config file, validated at load into typed objects.
+
+Every key has a default, so a config with one source glob works. Secrets come from the
+environment (FAULTWARDEN_ES_PASSWORD, FAULTWARDEN_ES_API_KEY, FAULTWARDEN_SMTP_PASSWORD) or from
+files, never from argv.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from faultwarden.detectors import yamlfile
+from faultwarden.detectors.yamlfile import FileError
+
+SEARCH_PATH = ("faultwarden.yaml", "/etc/faultwarden/faultwarden.yaml")
+Severity = Literal["info", "warning", "error", "critical"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    paths: list[str] = Field(min_length=1, description="Files or globs; `**` recurses.")
+    format: Literal["auto", "json", "text"] = "auto"
+    service: str | None = None
+    run_id: str | None = None
+    dataset: Literal["training", "inference"] | None = None
+    labels: dict[str, str] = {}
+    multiline_start: str | None = Field(
+        None, description="Regex that starts a new record; other lines join the one before.")
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+class Elasticsearch(Strict):
+    hosts: list[str] = []
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    index_prefix: str = "faultwarden"
+    batch_events: int = Field(1000, ge=1)
+    batch_bytes: int = Field(5_000_000, ge=1024)
+    flush_interval_s: float = Field(1.0, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_in_flight_events: int = Field(20_000, ge=100)
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts(cls, v):
+        if isinstance(v, str):
+            raise ValueError(f"expected a list of URLs, got {v!r}")
+        return v
+
+    @field_validator("hosts")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"expected a URL such as http://127.0.0.1:9200, got {url!r}")
+        return v
+
+
+class Kibana(Strict):
+    url: str | None = None
+    space: str = "default"
+
+
+class Anomaly(Strict):
+    model: str | None = Field(None, description="A model file from `faultwarden anomaly fit`.")
+
+
+class Detectors(Strict):
+    rules: list[str] = Field([], description="Rule folders, layered after the default pack.")
+    default_rules: bool = True
+    anomaly: Anomaly = Anomaly()
+
+
+class Restart(Strict):
+    max_restarts: int = Field(3, ge=0)
+    window_s: float = Field(3600, gt=0)
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    grace_period_s: float = Field(10.0, ge=0)
+    command: list[str] | None = Field(None, description="For jobs faultwarden did not start.")
+
+
+class Restore(Strict):
+    checkpoint_dirs: list[str] = []
+    resume: list[str] = Field(["--resume_from_checkpoint", "{checkpoint}"],
+                              description="argv elements appended on restart; {checkpoint} is filled.")
+    resume_env: str | None = "FAULTWARDEN_RESUME_FROM"
+
+
+class Actions(Strict):
+    restart: Restart = Restart()
+    restore: Restore = Restore()
+
+
+class Webhook(Strict):
+    url: str
+    min_severity: Severity = "warning"
+
+
+class Smtp(Strict):
+    host: str
+    port: int = 25
+    sender: str = "faultwarden@localhost"
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    min_severity: Severity = "error"
+
+
+class Notify(Strict):
+    webhooks: list[Webhook] = []
+    smtp: Smtp | None = None
+
+
+class Metrics(Strict):
+    port: int | None = Field(None, description="Prometheus metrics on 127.0.0.1:PORT when set.")
+
+
+class Logging(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+def default_state_dir() -> str:
+    if os.geteuid() == 0 and not os.environ.get("XDG_STATE_HOME"):
+        return "/var/lib/faultwarden"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "faultwarden")
+
+
+class Config(Strict):
+    sources: list[Source] = []
+    elasticsearch: Elasticsearch = Elasticsearch()
+    kibana: Kibana = Kibana()
+    detectors: Detectors = Detectors()
+    actions: Actions = Actions()
+    notify: Notify = Notify()
+    state_dir: str = Field(default_factory=default_state_dir)
+    metrics: Metrics = Metrics()
+    logging: Logging = Logging()
+    path: str | None = Field(None, exclude=True, description="Where this config was read from.")
+
+    @model_validator(mode="after")
+    def _no_path_key(self):
+        return self
+
+
+SECRETS = {
+    ("elasticsearch", "password"): "FAULTWARDEN_ES_PASSWORD",
+    ("elasticsearch", "api_key"): "FAULTWARDEN_ES_API_KEY",
+}
+
+
+def _apply_env(data: dict) -> dict:
+    for (section, key), var in SECRETS.items():
+        if os.environ.get(var):
+            data.setdefault(section, {})
+            if isinstance(data[section], dict):
+                data[section][key] = os.environ[var]
+    if os.environ.get("FAULTWARDEN_SMTP_PASSWORD") and isinstance(data.get("notify", {}).get("smtp"), dict):
+        data["notify"]["smtp"]["password"] = os.environ["FAULTWARDEN_SMTP_PASSWORD"]
+    if os.environ.get("FAULTWARDEN_ES_HOSTS"):
+        data.setdefault("elasticsearch", {})["hosts"] = os.environ["FAULTWARDEN_ES_HOSTS"].split(",")
+    return data
+
+
+def find(path: str | None) -> str | None:
+    if path:
+        return path
+    return next((p for p in SEARCH_PATH if os.path.exists(p)), None)
+
+
+def load(path: str | None = None) -> Config:
+    """The effective config: the file found (or none: all defaults), then environment overrides.
+
+    Raises FileError naming file, line and key.
+    """
+    found = find(path)
+    if found is None:
+        return Config.model_validate(_apply_env({}))
+    if not Path(found).exists():
+        raise FileError(found, None, None, "no such config file")
+    doc = yamlfile.read(found)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise FileError(found, 1, None, "expected a mapping of sections (sources, elasticsearch, ...)")
+    config = yamlfile.load(Config, doc, _apply_env(dict(data)))
+    return config.model_copy(update={"path": found})
+
+
+def masked(config: Config) -> dict:
+    """The effective config as plain data, secrets shown as '***'."""
+    return config.model_dump(mode="json", exclude={"path"})

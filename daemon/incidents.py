@@ -1,0 +1,193 @@
+"""Findings become incidents: one per (rule, group) while open, deduplicated, realerted after a
+quiet period, silenced or acknowledged by a person. The book survives a restart (a JSON file in
+the state dir, replaced atomically), so a daemon that comes back sends no second opening message.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from faultwarden.detectors.finding import Finding, severity_rank
+
+Status = Literal["open", "acting", "resolved", "failed", "silenced"]
+MAX_EVIDENCE = 20
+DEFAULT_REALERT_S = 3600.0
+
+
+def group_key(group: dict[str, Any]) -> str:
+    return json.dumps(group, sort_keys=True, default=str)
+
+
+def incident_id(rule: str, group: dict[str, Any], path: str | None, offset: int | None) -> str:
+    """Deterministic, so `diagnose` and the daemon name the same incident alike."""
+    raw = f"{rule}\x1f{group_key(group)}\x1f{path}\x1f{offset}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Incident:
+    id: str
+    fault: str
+    severity: str
+    status: Status
+    rule: str
+    first_seen: float
+    last_seen: float
+    count: int
+    group: dict[str, Any]
+    source: dict[str, Any]
+    message: str
+    advice: str
+    evidence: list[str]
+    explanation: dict[str, Any]
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+    acknowledged: bool = False
+    last_alert: float = 0.0
+
+    @classmethod
+    def open(cls, f: Finding) -> "Incident":
+        group = dict(f.group)
+        return cls(
+            id=incident_id(f.rule, group, f.source.path, f.source.offset), fault=f.fault,
+            severity=f.severity, status="open", rule=f.rule, first_seen=f.time, last_seen=f.time,
+            count=1, group=group, source={"path": f.source.path, "line": f.source.line},
+            message=f.message, advice=f.advice, evidence=list(f.evidence[:MAX_EVIDENCE]),
+            explanation=dict(f.explanation), requested=list(f.actions), last_alert=f.time,
+        )
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.rule, group_key(self.group)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("open", "acting", "silenced")
+
+    def to_json(self) -> dict[str, Any]:
+        """The `diagnose --format json` shape (design brief)."""
+        out = asdict(self)
+        for internal in ("requested", "acknowledged", "last_alert"):
+            out.pop(internal)
+        return out
+
+    def note_action(self, name: str, outcome: str, **details: Any) -> None:
+        self.actions.append({"action": name, "outcome": outcome, "at": time.time(), **details})
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a finding did to the book; `alert` says whether people should hear of it now."""
+
+    incident: Incident
+    opened: bool
+    alert: bool
+
+
+@dataclass
+class Silence:
+    matchers: dict[str, str]  # rule, fault, or a group field -> value
+    until: float
+    comment: str = ""
+
+    def covers(self, inc: Incident) -> bool:
+        fields = {"rule": inc.rule, "fault": inc.fault, **{k: str(v) for k, v in inc.group.items()}}
+        return all(fields.get(k) == v for k, v in self.matchers.items())
+
+
+class IncidentBook:
+    def __init__(self, path: str | Path | None = None, clock=time.time):
+        self.path = Path(path) if path else None
+        self.clock = clock
+        self.incidents: dict[str, Incident] = {}
+        self.silences: list[Silence] = []
+        if self.path and self.path.exists():
+            self._load()
+
+    # --- the pipeline's side -------------------------------------------------------------
+    def record(self, f: Finding) -> Update:
+        current = self._active(f.rule, group_key(dict(f.group)))
+        if current is None:
+            inc = Incident.open(f)
+            if self._silenced(inc):
+                inc.status = "silenced"
+            self.incidents[inc.id] = inc
+            return Update(inc, opened=True, alert=inc.status != "silenced")
+        current.count += 1
+        current.last_seen = max(current.last_seen, f.time)
+        if severity_rank(f.severity) > severity_rank(current.severity):
+            current.severity = f.severity
+        if len(current.evidence) < MAX_EVIDENCE:
+            current.evidence.extend(f.evidence[: MAX_EVIDENCE - len(current.evidence)])
+        realert = f.realert_s if f.realert_s is not None else DEFAULT_REALERT_S
+        alert = (not current.acknowledged and current.status != "silenced"
+                 and f.time - current.last_alert >= realert)
+        if alert:
+            current.last_alert = f.time
+        return Update(current, opened=False, alert=alert)
+
+    def _active(self, rule: str, key: str) -> Incident | None:
+        for inc in self.incidents.values():
+            if inc.active and inc.key == (rule, key):
+                return inc
+        return None
+
+    def _silenced(self, inc: Incident) -> bool:
+        now = self.clock()
+        return any(s.until > now and s.covers(inc) for s in self.silences)
+
+    # --- a person's side -----------------------------------------------------------------
+    def get(self, incident_id: str) -> Incident:
+        matches = [i for i in self.incidents.values() if i.id.startswith(incident_id)]
+        if len(matches) != 1:
+            raise KeyError(incident_id)
+        return matches[0]
+
+    def ack(self, incident_id: str) -> Incident:
+        inc = self.get(incident_id)
+        inc.acknowledged = True
+        return inc
+
+    def silence(self, matchers: dict[str, str], duration_s: float, comment: str = "") -> Silence:
+        s = Silence(matchers, self.clock() + duration_s, comment)
+        self.silences.append(s)
+        for inc in self.incidents.values():
+            if inc.status == "open" and s.covers(inc):
+                inc.status = "silenced"
+        return s
+
+    def resolve(self, inc: Incident, status: Status = "resolved") -> None:
+        inc.status = status
+
+    def listing(self, include_closed: bool = False) -> list[Incident]:
+        items = [i for i in self.incidents.values() if include_closed or i.active]
+        return sorted(items, key=lambda i: i.first_seen)
+
+    # --- persistence ---------------------------------------------------------------------
+    def save(self) -> None:
+        if not self.path:
+            return
+        now = self.clock()
+        data = {"incidents": [asdict(i) for i in self.incidents.values()],
+                "silences": [asdict(s) for s in self.silences if s.until > now]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def _load(self) -> None:
+        data = json.loads(self.path.read_text())
+        self.incidents = {d["id"]: Incident(**d) for d in data.get("incidents", [])}
+        self.silences = [Silence(**s) for s in data.get("silences", [])]
+
+
+def order(incidents: Iterable[Incident]) -> list[Incident]:
+    return sorted(incidents, key=lambda i: (i.first_seen, i.id))

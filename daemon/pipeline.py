@@ -1,0 +1,57 @@
+"""The whole pipeline in one place: tail → parse → detect → incidents → act, and → ship.
+
+Every stage is a small object behind one narrow interface; this module only wires them, so the
+live daemon (`service.py`) and `diagnose` run the same path and raise the same incidents.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+from faultwarden.daemon.incidents import IncidentBook, Update
+from faultwarden.detectors.finding import Detector, Event, Finding
+
+
+class Sink(Protocol):
+    """Where events go for investigation (Elasticsearch, or the local store)."""
+
+    def submit(self, event: Event) -> None: ...
+
+
+OnIncident = Callable[[Update], None]
+
+
+@dataclass
+class Counters:
+    events: int = 0
+    parse_errors: int = 0
+    findings: int = 0
+
+
+@dataclass
+class Pipeline:
+    detectors: list[Detector]
+    book: IncidentBook
+    on_incident: OnIncident | None = None
+    counters: Counters = field(default_factory=Counters)
+
+    def feed(self, event: Event) -> list[Update]:
+        """Detect on one parsed event; returns what it did to the incident book."""
+        self.counters.events += 1
+        if "parse_error" in event.get("tags", ()):
+            self.counters.parse_errors += 1
+        return self._handle(f for d in self.detectors for f in d.observe(event))
+
+    def tick(self, now: float) -> list[Update]:
+        """Let time pass with no event, so that silence (a hang) is seen."""
+        return self._handle(f for d in self.detectors for f in d.tick(now))
+
+    def _handle(self, findings: Iterable[Finding]) -> list[Update]:
+        updates = []
+        for finding in findings:
+            self.counters.findings += 1
+            update = self.book.record(finding)
+            updates.append(update)
+            if self.on_incident is not None:
+                self.on_incident(update)
+        return updates
