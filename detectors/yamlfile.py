@@ -93,8 +93,10 @@ def validation_error(doc: Document, exc: ValidationError, base: Loc = ()) -> Fil
     err = exc.errors(include_url=False)[0]
     loc = base + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
     field = ".".join(str(p) for p in loc) or "(top level)"
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":
+        pass  # our own validators already say what they got
+    elif err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
         msg = f"{msg}, got {_short(err['input'])}"
