@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from faultwarden.detectors import yamlfile
 from faultwarden.detectors.yamlfile import FileError
@@ -39,8 +39,17 @@ class Source(Strict):
         return [v] if isinstance(v, str) else v
 
 
+def _url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"expected a URL such as http://127.0.0.1:9200, got {url!r}")
+    return url
+
+
+Url = Annotated[str, AfterValidator(_url)]
+
+
 class Elasticsearch(Strict):
-    hosts: list[str] = []
+    hosts: list[Url] = []
     username: str | None = None
     password: SecretStr | None = None
     api_key: SecretStr | None = None
@@ -60,13 +69,6 @@ class Elasticsearch(Strict):
             raise ValueError(f"expected a list of URLs, got {v!r}")
         return v
 
-    @field_validator("hosts")
-    @classmethod
-    def _urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"expected a URL such as http://127.0.0.1:9200, got {url!r}")
-        return v
 
 
 class Kibana(Strict):

@@ -1,11 +1,14 @@
 """Shared fixtures. The Elasticsearch ones give a REAL node: never a skip.
 
-Where the node comes from, in order: FAULTWARDEN_TEST_ES_URL (a node you run), the node that
-scripts/test.sh started in the background (FAULTWARDEN_TEST_ES_STARTING = its workdir), else one
-this session starts itself. If none can be had, every ES test errors: CI must fail, not skip.
+Where the node comes from, in order: FAULTWARDEN_TEST_ES_URL (a node you run); the node that
+scripts/test.sh started in the background (FAULTWARDEN_TEST_ES_STARTING = its workdir); a
+testcontainers container where a Docker engine answers; else the integ-test-zip node this session
+starts itself (scripts/es.py). If none can be had the ES tests skip with a reason that says how to
+get one, except under FAULTWARDEN_REQUIRE_ES=1 (CI), where they fail.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
@@ -36,24 +39,72 @@ def _await_early_node(workdir: Path, timeout: float) -> str:
     raise RuntimeError(f"the node started by scripts/test.sh ({workdir}) did not come up in {timeout:.0f} s")
 
 
-@pytest.fixture(scope="session")
-def es_url():
-    if os.environ.get("FAULTWARDEN_TEST_ES_URL"):
-        yield os.environ["FAULTWARDEN_TEST_ES_URL"].rstrip("/")
-        return
+def _docker_answers() -> bool:
     try:
-        if os.environ.get("FAULTWARDEN_TEST_ES_STARTING"):
-            yield _await_early_node(Path(os.environ["FAULTWARDEN_TEST_ES_STARTING"]), timeout=900)
-            return
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def _node():
+    """A real node's URL for the session, from the first place that has one (module docstring)."""
+    if os.environ.get("FAULTWARDEN_TEST_ES_URL"):
+        yield os.environ["FAULTWARDEN_TEST_ES_URL"].rstrip("/"), "FAULTWARDEN_TEST_ES_URL"
+    elif os.environ.get("FAULTWARDEN_TEST_ES_STARTING"):
+        yield _await_early_node(Path(os.environ["FAULTWARDEN_TEST_ES_STARTING"]), timeout=900), \
+            "started early by scripts/test.sh"
+    elif _docker_answers():
+        from testcontainers.elasticsearch import ElasticSearchContainer
+
+        with ElasticSearchContainer("docker.elastic.co/elasticsearch/elasticsearch:9.2.4", mem_limit="1G") as c:
+            yield c.get_url(), "testcontainers"
+    else:
         script = _es_script()
         workdir = Path(tempfile.mkdtemp(prefix="faultwarden-test-es."))
-        url = script.start(workdir, timeout=600)
-    except Exception as exc:
-        pytest.fail(f"no Elasticsearch for the tests: {exc}", pytrace=False)
+        try:
+            yield script.start(workdir, timeout=600), "integ-test-zip started by this session"
+        finally:
+            script.stop(workdir)
+
+
+@pytest.fixture(scope="session")
+def es_url(request):
+    stack = contextlib.ExitStack()
     try:
-        yield url
-    finally:
-        script.stop(workdir)
+        url, origin = stack.enter_context(_node())
+        version = _version(url)
+    except Exception as exc:
+        stack.close()
+        how = ("set FAULTWARDEN_TEST_ES_URL, or run `make test`, which starts one "
+               "(needs Maven, a Java 21+ JDK and root to create the fw-es user)")
+        if os.environ.get("FAULTWARDEN_REQUIRE_ES") == "1":
+            pytest.fail(f"no Elasticsearch for the tests: {exc}", pytrace=False)
+        pytest.skip(f"no Elasticsearch ({exc}); {how}")
+    _NODE_SEEN.append(f"{version} at {url} ({origin})")
+    yield url
+    stack.close()
+
+
+def _version(url: str) -> str:
+    import json
+    import urllib.request
+
+    # The test distribution has no `GET /`: the nodes API says the version.
+    with urllib.request.urlopen(f"{url}/_nodes/_local", timeout=30) as resp:
+        (node,) = json.load(resp)["nodes"].values()
+    return f"Elasticsearch {node['version']}"
+
+
+_NODE_SEEN: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _NODE_SEEN:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +119,55 @@ def es(es_url):
 def pytest_unconfigure(config):
     # Tear-down of a big heap at exit can take long on a busy machine; the process is ending anyway.
     gc.freeze()
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+
+        received = self.received = []
+        arrived = self.arrived = threading.Condition()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with arrived:
+                    received.append(json.loads(body or b"null"))
+                    arrived.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, predicate, timeout: float = 60.0):
+        """The first body for which predicate(body) is true, or AssertionError after timeout."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while True:
+                for body in self.received:
+                    if predicate(body):
+                        return body
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching notification in {timeout:.0f} s; got {self.received!r}")
+                self.arrived.wait(left)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()

@@ -6,6 +6,9 @@ import sys
 import textwrap
 
 import pytest
+from click.testing import CliRunner
+
+from faultwarden.daemon.cli import cli
 
 from faultwarden.daemon import config as cfg
 from faultwarden.detectors.yamlfile import FileError
@@ -46,12 +49,44 @@ def test_every_key_has_a_default_so_one_source_glob_works(tmp_path):
        - format: json
      """, "faultwarden.yaml:2: sources.0.paths: Field required"),
     ("sources: [\n", "faultwarden.yaml:2: not valid YAML"),
-], ids=["hosts not a list", "typo", "negative", "missing", "bad yaml"])
-def test_broken_config_names_file_line_and_key(tmp_path, text, expected):
+    ("""
+     elasticsearch:
+       hosts: [es.example:9200]
+     """, "faultwarden.yaml:2: elasticsearch.hosts.0: expected a URL such as http://127.0.0.1:9200, got 'es.example:9200'"),
+    ("""
+     sources:
+       - paths: [a.log]
+         dataset: trainig
+     """, "faultwarden.yaml:3: sources.0.dataset: Input should be 'training' or 'inference', got 'trainig'"),
+    ("""
+     logging:
+       level: loud
+     """, "faultwarden.yaml:2: logging.level: Input should be"),
+    ("""
+     notify:
+       smtp:
+         host: 127.0.0.1
+     """, "faultwarden.yaml:2: notify.smtp.to: Field required"),
+    ("""
+     elasticsearch:
+       flush_interval_s: 0
+     """, "faultwarden.yaml:2: elasticsearch.flush_interval_s: Input should be greater than 0, got 0"),
+    ("- just\n- a list\n", "faultwarden.yaml:1: expected a mapping of sections"),
+    ("""
+     actions:
+       restore:
+         checkpoint_dirs: /data/ckpt
+     """, "faultwarden.yaml:3: actions.restore.checkpoint_dirs: Input should be a valid list"),
+], ids=["hosts not a list", "typo", "negative", "missing", "bad yaml", "host without scheme", "enum typo",
+        "bad level", "smtp without recipients", "zero interval", "not a mapping", "string for list"])
+def test_broken_config_exits_2_naming_file_line_and_key(tmp_path, text, expected):
     path = write(tmp_path, text)
     with pytest.raises(FileError) as err:
         cfg.load(str(path))
-    assert str(err.value).startswith(str(tmp_path / expected))
+    assert str(err.value).startswith(f"{tmp_path}/{expected}")
+    result = CliRunner().invoke(cli, ["run", "--config", str(path), "--check"])
+    assert result.exit_code == 2
+    assert f"faultwarden: {tmp_path}/{expected}" in result.output
 
 
 def test_duplicate_key_is_an_error_not_a_silent_override(tmp_path):
