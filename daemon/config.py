@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from faultwarden.detectors import yamlfile
 from faultwarden.detectors.yamlfile import FileError
@@ -154,11 +154,12 @@ class Config(Strict):
     state_dir: str = Field(default_factory=default_state_dir)
     metrics: Metrics = Metrics()
     logging: Logging = Logging()
-    path: str | None = Field(None, exclude=True, description="Where this config was read from.")
+    _path: str | None = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _no_path_key(self):
-        return self
+    @property
+    def path(self) -> str | None:
+        """Where this config was read from (None: all defaults)."""
+        return self._path
 
 
 SECRETS = {
@@ -201,9 +202,23 @@ def load(path: str | None = None) -> Config:
     if not isinstance(data, dict):
         raise FileError(found, 1, None, "expected a mapping of sections (sources, elasticsearch, ...)")
     config = yamlfile.load(Config, doc, _apply_env(dict(data)))
-    return config.model_copy(update={"path": found})
+    config._path = found
+    return config
 
 
 def masked(config: Config) -> dict:
     """The effective config as plain data, secrets shown as '***'."""
-    return config.model_dump(mode="json", exclude={"path"})
+    return config.model_dump(mode="json")
+
+
+def json_schema() -> dict:
+    """The config file's JSON Schema, for editors (docs/config.schema.json is this, committed)."""
+    schema = Config.model_json_schema(mode="validation")
+    schema["title"] = "faultwarden config"
+    return schema
+
+
+if __name__ == "__main__":  # python -m faultwarden.daemon.config > docs/config.schema.json
+    import json
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))

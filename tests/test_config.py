@@ -121,3 +121,13 @@ def test_check_prints_the_effective_config_with_secrets_masked(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "s3cret" not in done.stdout and "api_key: '**********'" in done.stdout
     assert "max_restarts: 3" in done.stdout
+
+
+def test_the_committed_json_schema_is_the_models_own():
+    import json
+    from pathlib import Path
+
+    committed = json.loads((Path(__file__).parent.parent / "docs/config.schema.json").read_text())
+    assert committed == json.loads(json.dumps(cfg.json_schema())), \
+        "regenerate: python -m faultwarden.daemon.config > docs/config.schema.json"
+    assert "additionalProperties" in committed["$defs"]["Source"]  # typos are errors in editors too
