@@ -1,0 +1,159 @@
+"""Plain text lines: the leading timestamp / level / logger header, glog lines, tqdm bars.
+
+Each function takes one line (already without its line end) and fills a flat dict of event
+fields; the message returned is the line without the header it recognised.
+"""
+from __future__ import annotations
+
+import re
+
+from faultwarden.daemon.parse import timestamps
+from faultwarden.daemon.parse.fields import level_name, map_record
+
+_LEVEL_ANY = r"(?P<level>(?i:trace|debug|info|notice|warning|warn|error|err|critical|fatal))(?!\w)"
+_LEVEL_UP = r"(?P<level>TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|ERR|CRITICAL|FATAL)(?!\w)"
+_ISO = r"(?P<ts>\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:\s?(?:Z|UTC|[+-]\d\d(?::?\d\d)?))?)"
+_US = r"(?P<us>\d\d/\d\d/\d{4} \d\d:\d\d:\d\d(?:[.,]\d+)?)"
+
+# `2024-05-01 12:00:00,123`, `[2024-05-01T12:00:00Z]`, `05/01/2024 12:00:00` at the start
+_TIME = re.compile(rf"\[?(?:{_ISO}|{_US})\]?")
+# after the time: ` - LEVEL - logger - msg` (HF example scripts)
+_LEVEL_LOGGER = re.compile(rf"\s*-\s+{_LEVEL_ANY}\s+-\s+(?P<logger>[\w.\-]+)\s+-\s")
+# after the time: ` - logger - LEVEL - msg` (logging's classic format), `[logger][LEVEL] - msg` (hydra)
+_LOGGER_LEVEL = re.compile(
+    rf"\s*(?:-\s+|\[|\|\s*)(?P<logger>[^\s\[\]|]+?)\]?\s*(?:-\s+|\[|\|\s*){_LEVEL_ANY}\]?\s*(?:[-:|]\s?)?")
+# after the time: ` WARNING msg`, ` [INFO] msg`, ` | INFO     | msg` (loguru)
+_LEVEL = re.compile(rf"\s*(?:[-|:]\s*)?\[?{_LEVEL_ANY}\]?(?:\s*[-:|]\s?|\s+|\Z)")
+# no time first: `INFO:root:msg` (logging.basicConfig)
+_BASIC = re.compile(rf"{_LEVEL_UP}:(?P<logger>[\w.\-<>]*):")
+# no time first: `[INFO] msg`, `ERROR: msg`, `WARNING msg`, `Error: msg`
+_LEVEL_FIRST = re.compile(
+    rf"(?:\[(?P<l1>(?i:trace|debug|info|notice|warning|warn|error|err|critical|fatal))\]\s*(?:[-:|]\s?)?"
+    r"|(?P<l2>TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|ERR|CRITICAL|FATAL)(?::\s?|\s+|\Z)"
+    r"|(?P<l3>Trace|Debug|Info|Notice|Warning|Warn|Error|Critical|Fatal):\s)")
+# `[INFO|trainer.py:2048] 2024-05-01 12:00:00,123 >> msg` (transformers' explicit format)
+_HF_EXPLICIT = re.compile(rf"\[{_LEVEL_UP}\|(?P<logger>[^\]]+)\]\s+{_ISO}\s*>>\s?")
+# glog and PyTorch's c10 logging: `E0501 12:00:00.123456 1234 file.cc:42] msg`,
+# `[W501 ...]`-style bracketed variants, and `[W socket.cpp:663] msg` without a time
+_GLOG = re.compile(
+    r"\[?(?P<g>[IWEF])(?P<md>[01]\d[0-3]\d) (?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?)(?:\s+(?P<pid>\d+))?"
+    r"\s+(?P<origin>[^\]\s:]+)(?::(?P<oline>\d+))?\]\s?")
+_GLOG_NO_TIME = re.compile(r"\[(?P<g>[IWEF]) (?P<origin>[^\]\s:]+):(?P<oline>\d+)\]\s?")
+_GLOG_LEVELS = {"I": "info", "W": "warning", "E": "error", "F": "critical"}
+
+# tqdm: ` 45%|████▌     | 450/1000 [00:10<00:12, 44.10it/s, loss=0.1]`, `2.28s/it`, `?it/s`
+_TQDM = re.compile(
+    r"(?P<desc>.*?)(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>[\d.]+[kMGT]?)/(?P<total>[\d.]+[kMGT]?|\?)"
+    r"\s*\[(?P<elapsed>[^<,\]]*)(?:<(?P<remaining>[^,\]]*))?"
+    r"(?:,\s*(?P<rate>[\d.]+|\?)\s*(?P<unit>[^\s,\]/]*)/(?P<per>s|it)\b)?(?P<post>[^\]]*)\]")
+_POSTFIX = re.compile(r"\s*([\w.\-/]+)=([^,\]]*)")
+_EPOCH = re.compile(r"\bEpoch[ :]+(\d+)\b", re.I)
+_SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def _glog(m: re.Match, fields: dict, now: float) -> None:
+    fields["log.level"] = _GLOG_LEVELS[m.group("g")]
+    fields["log.origin.file.name"] = m.group("origin")
+    if m.group("oline"):
+        fields["log.origin.file.line"] = int(m.group("oline"))
+    if "clock" in m.re.groupindex:
+        stamp = timestamps.parse_glog(m.group("md"), m.group("clock"), now)
+        if stamp is not None:
+            fields["@timestamp"] = stamp
+        if m.group("pid"):
+            fields["process.pid"] = int(m.group("pid"))
+
+
+def _time(m: re.Match, fields: dict) -> None:
+    stamp = timestamps.parse_iso(m.group("ts")) if m.group("ts") else timestamps.parse_us(m.group("us"))
+    if stamp is not None:
+        fields["@timestamp"] = stamp
+
+
+def header(line: str, fields: dict, now: float) -> str:
+    """Recognise a leading time / level / logger; fill `fields`, return the message."""
+    first = line[:1]
+    if not (first.isdigit() or first == "[" or first.isupper()):
+        return line  # no header starts with anything else: skip the regex work
+    m = _HF_EXPLICIT.match(line)
+    if m:
+        fields["log.level"] = level_name(m.group("level"))
+        fields["log.logger"] = m.group("logger")
+        _time(m, fields)
+        return line[m.end():]
+    m = _GLOG.match(line) or _GLOG_NO_TIME.match(line)
+    if m:
+        _glog(m, fields, now)
+        return line[m.end():]
+    m = _TIME.match(line)
+    if m:
+        _time(m, fields)
+        rest = line[m.end():]
+        m = _LEVEL_LOGGER.match(rest) or _LOGGER_LEVEL.match(rest)
+        if m:
+            fields["log.level"] = level_name(m.group("level"))
+            fields["log.logger"] = m.group("logger")
+            return rest[m.end():]
+        m = _LEVEL.match(rest)
+        if m:
+            fields["log.level"] = level_name(m.group("level"))
+            return rest[m.end():]
+        return rest.lstrip(" \t-|:")
+    m = _BASIC.match(line)
+    if m:
+        fields["log.level"] = level_name(m.group("level"))
+        if m.group("logger"):
+            fields["log.logger"] = m.group("logger")
+        return line[m.end():]
+    m = _LEVEL_FIRST.match(line)
+    if m:
+        fields["log.level"] = level_name(m.group("l1") or m.group("l2") or m.group("l3"))
+        rest = line[m.end():]
+        t = _TIME.match(rest)  # `INFO 2024-05-01 12:00:00 msg`
+        if t:
+            _time(t, fields)
+            rest = rest[t.end():].lstrip(" \t-|:")
+        return rest
+    return line
+
+
+def _count(text: str) -> float:
+    scale = _SCALE.get(text[-1])
+    return float(text[:-1]) * scale if scale else float(text)
+
+
+def progress(line: str, fields: dict) -> bool:
+    """A tqdm progress bar: `ml.step` = iterations done, `ml.progress.total`,
+    `ml.progress.percent`, `ml.steps_per_s` (tqdm's `it/s`, or 1/x for `s/it`; other units go to
+    `ml.progress.rate_per_s` with `labels.progress_unit`), `key=value` postfix numbers mapped like
+    JSON keys (`loss=0.1` → `ml.loss`), `Epoch N` in the description → `ml.epoch`."""
+    m = _TQDM.search(line)
+    if m is None:
+        return False
+    n = _count(m.group("n"))
+    fields["ml.step"] = int(n) if n.is_integer() else n
+    if m.group("total") != "?":
+        fields["ml.progress.total"] = _count(m.group("total"))
+    fields["ml.progress.percent"] = int(m.group("pct"))
+    rate = m.group("rate")
+    if rate and rate != "?" and float(rate) > 0:
+        value = float(rate) if m.group("per") == "s" else 1.0 / float(rate)
+        unit = m.group("unit") if m.group("per") == "s" else (m.group("unit") == "s" and "it")
+        if unit == "it":
+            fields["ml.steps_per_s"] = value
+        else:
+            fields["ml.progress.rate_per_s"] = value
+            fields["labels.progress_unit"] = m.group("unit") or "it"
+    epoch = _EPOCH.search(m.group("desc"))
+    if epoch:
+        fields["ml.epoch"] = int(epoch.group(1))
+    post = m.group("post")
+    if post:
+        values = {}
+        for key, raw in _POSTFIX.findall(post):
+            try:
+                values[key] = float(raw)
+            except ValueError:
+                values[key] = raw.strip()
+        map_record(values, fields)
+    return True
