@@ -34,7 +34,10 @@ Formats, recognised line by line (source format `auto`; `json` treats every line
   its own even when ranks interleave.
 - Anything else: a plain event. Blank lines make no event. A broken JSON line or dict literal is
   kept: `message` the raw line, `tags: ["parse_error"]`, `error.message` why. Bytes that are not
-  UTF-8 are decoded with replacement characters and tagged `invalid_utf8`.
+  UTF-8 are decoded with replacement characters and tagged `invalid_utf8` (so is text handed in
+  that already holds U+FFFD, the mark a reader leaves when it decoded with errors="replace").
+- NCCL debug lines (`host:pid:tid [dev] NCCL WARN ...`) and Python warnings
+  (`x.py:12: FutureWarning: ...`) keep their whole line as `message` but get a `log.level`.
 """
 from faultwarden.daemon.parse.files import read_file
 from faultwarden.daemon.parse.parser import Event, Parser

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 
 import orjson
 
@@ -272,7 +273,9 @@ def literal(text: str):
     """The value of a Python literal, without eval: dicts, lists, tuples, strings, numbers,
     nan/inf, and number wrappers such as `np.float64(0.5)` or `tensor(1.2, device='cuda:0')`."""
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # `1if` etc. warn on stderr; the line is only data
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise ValueError(f"not a Python literal: {getattr(e, 'msg', None) or e}") from None
     try:

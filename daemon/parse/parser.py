@@ -97,9 +97,9 @@ class Parser:
 
     def feed(self, line: str | bytes, *, path: str, offset: int, line_no: int,
              now: float) -> list[Event]:
-        """One line (with or without its line end). Bytes are preferred: bytes that are not
-        UTF-8 are then decoded with replacement characters and the event tagged
-        `invalid_utf8`."""
+        """One line (with or without its line end), bytes or text. Bytes that are not UTF-8
+        are decoded with replacement characters and the event tagged `invalid_utf8`; so is text
+        that holds a replacement character (a reader decoded it so)."""
         tags = None
         if type(line) is not str:
             try:
@@ -107,6 +107,8 @@ class Parser:
             except UnicodeDecodeError:
                 line = bytes(line).decode("utf-8", "replace")
                 tags = ["invalid_utf8"]
+        elif "\ufffd" in line:  # a reader that decoded with errors="replace" already
+            tags = ["invalid_utf8"]
         if line[-1:] == "\n":
             line = line[:-1]
         if line[-1:] == "\r":
@@ -114,6 +116,9 @@ class Parser:
         if "\r" in line:
             line = _last_segment(line)
         first = line[:1]
+        if first == "\ufeff":  # a byte-order mark at the start of a file
+            line = line[1:]
+            first = line[:1]
         rank = None
         prefix = ""
         if first == "[" and (line[1:5] == "rank" or line[1:8] == "default"):
@@ -225,7 +230,10 @@ class Parser:
             if type(record) is not dict:
                 return _parse_error(line, f"expected a dict, got {type(record).__name__}")
             event: Event = {}
-            fieldmap.map_record(record, event)
+            try:
+                fieldmap.map_record(record, event)
+            except RecursionError:
+                return _parse_error(line, "dict nested too deeply to flatten")
             event["message"] = line  # what HF printed is the message (rules match on it)
             return event
         try:
@@ -240,7 +248,10 @@ class Parser:
         if type(record) is not dict:
             return _parse_error(line, f"expected a JSON object, got {type(record).__name__}")
         event = {}
-        fieldmap.map_record(record, event)
+        try:
+            fieldmap.map_record(record, event)
+        except RecursionError:
+            return _parse_error(line, "JSON nested too deeply to flatten")
         if "message" not in event:
             event["message"] = line
         return event

@@ -40,6 +40,15 @@ _GLOG = re.compile(
     r"\s+(?P<origin>[^\]\s:]+)(?::(?P<oline>\d+))?\]\s?")
 _GLOG_NO_TIME = re.compile(r"\[(?P<g>[IWEF]) (?P<origin>[^\]\s:]+):(?P<oline>\d+)\]\s?")
 _GLOG_LEVELS = {"I": "info", "W": "warning", "E": "error", "F": "critical"}
+# NCCL's debug output: `gpu01:1234:5678 [0] NCCL WARN msg` (the message is kept whole: rules
+# are written against what people see, `NCCL WARN ...`)
+_NCCL = re.compile(r"[\w.\-]+:(?P<pid>\d+):\d+ \[(?P<device>\d+)\] NCCL (?P<level>INFO|WARN|ERROR|TRACE)\b")
+# Last resort: an upper-case level word among the first words of a line in a format not known
+# here (HDFS `081109 203615 148 INFO dfs.DataNode: ...`, log4j `12:00:00 [main] WARN x - ...`)
+_LEVEL_WORD = re.compile(r"(?<![\w.\-])(TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|CRITICAL|FATAL)(?![\w.\-])")
+_LEVEL_WORD_WITHIN = 120
+# Python's warnings module: `/path/x.py:12: FutureWarning: msg` (also kept whole)
+_PY_WARNING = re.compile(r"(?P<file>[^:\s][^:]*):(?P<line>\d+): (?P<category>[A-Z]\w*Warning): ")
 
 # tqdm: ` 45%|████▌     | 450/1000 [00:10<00:12, 44.10it/s, loss=0.1]`, `2.28s/it`, `?it/s`
 _TQDM = re.compile(
@@ -74,7 +83,7 @@ def header(line: str, fields: dict, now: float) -> str:
     """Recognise a leading time / level / logger; fill `fields`, return the message."""
     first = line[:1]
     if not (first.isdigit() or first == "[" or first.isupper()):
-        return line  # no header starts with anything else: skip the regex work
+        return _unheaded(line, fields)  # no header starts otherwise: skip the regex work
     m = _HF_EXPLICIT.match(line)
     if m:
         fields["log.level"] = level_name(m.group("level"))
@@ -114,6 +123,28 @@ def header(line: str, fields: dict, now: float) -> str:
             _time(t, fields)
             rest = rest[t.end():].lstrip(" \t-|:")
         return rest
+    return _unheaded(line, fields)
+
+
+def _unheaded(line: str, fields: dict) -> str:
+    """Lines without a header that still say how bad they are; the message stays whole."""
+    if " NCCL " in line:
+        m = _NCCL.match(line)
+        if m:
+            fields["log.level"] = level_name(m.group("level"))
+            fields["log.logger"] = "NCCL"
+            fields["process.pid"] = int(m.group("pid"))
+            fields["labels.cuda_device"] = m.group("device")
+    elif "Warning: " in line:
+        m = _PY_WARNING.match(line)
+        if m:
+            fields["log.level"] = "warning"
+            fields["log.origin.file.name"] = m.group("file")
+            fields["log.origin.file.line"] = int(m.group("line"))
+    if "log.level" not in fields:
+        m = _LEVEL_WORD.search(line, 0, _LEVEL_WORD_WITHIN)
+        if m:
+            fields["log.level"] = level_name(m.group(1))
     return line
 
 

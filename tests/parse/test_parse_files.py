@@ -110,3 +110,10 @@ def test_non_utf8_bytes_are_replaced_and_tagged(tmp_path):
     assert [e["message"] for e in events] == ["ok line", "bad \ufffd\ufffd bytes", "caf\u00e9"]
     assert [e.get("tags") for e in events] == [None, ["invalid_utf8"], None]
     assert [e["log.offset"] for e in events] == [0, 8, 22]
+
+
+def test_text_already_decoded_with_replacement_is_tagged():
+    from faultwarden.daemon.parse import Parser
+
+    event, = Parser(host="h").feed("bad \ufffd byte", path="p", offset=0, line_no=1, now=1.0)
+    assert event["tags"] == ["invalid_utf8"]

@@ -161,3 +161,26 @@ def test_blank_lines_make_no_event():
 def test_clock_default_now():
     before = time.time()
     assert one("x", now=before)["@timestamp"] == before
+
+
+def test_nccl_and_python_warning_lines_get_a_level_and_keep_their_text():
+    nccl = one("gpu01:4242:4300 [3] NCCL WARN Call to ibv_reg_mr failed")
+    assert nccl["log.level"] == "warning" and nccl["process.pid"] == 4242
+    assert nccl["labels.cuda_device"] == "3"
+    assert nccl["message"] == "gpu01:4242:4300 [3] NCCL WARN Call to ibv_reg_mr failed"
+    line = "/venv/lib/python3.11/site-packages/torch/utils/data.py:557: UserWarning: 8 workers"
+    warning = one(line)
+    assert warning["log.level"] == "warning" and warning["message"] == line
+    assert warning["log.origin.file.line"] == 557
+
+
+def test_byte_order_mark_does_not_hide_a_json_line():
+    event = one("\ufeff" + '{"msg": "first", "loss": 1.0}')
+    assert event["message"] == "first" and event["ml.loss"] == 1.0
+
+
+def test_level_word_in_an_unknown_format_still_gives_the_level():
+    line = "081109 203615 148 WARN dfs.DataNode$PacketResponder: PacketResponder 1 terminating"
+    event = one(line)
+    assert event["log.level"] == "warning" and event["message"] == line
+    assert "log.level" not in one("loading weights from ./INFO.bin and ./ERRORS.txt")
