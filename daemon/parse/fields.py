@@ -79,7 +79,7 @@ _PLANS: dict[str, tuple] = {
     "tags": (_TAGS, None, None),
     "event": (_EVENT, "event.", None),
     # a scalar where ECS has an object goes where it means; an object is flattened
-    "logger": (_SCALAR, "logger.", "log.logger"), "logger_name": (_SCALAR, None, "log.logger"),
+    "logger": (_SCALAR, None, "log.logger"), "logger_name": (_SCALAR, None, "log.logger"),
     "hostname": (_SCALAR, None, "host.name"), "host": (_SCALAR, "host.", "host.name"),
     "service": (_SCALAR, "service.", "service.name"), "error": (_SCALAR, "error.", "error.message"),
     "exc_type": (_SCALAR, None, "error.type"), "error_type": (_SCALAR, None, "error.type"),
@@ -234,11 +234,13 @@ def map_record(record: dict, out: dict) -> None:
                 out["error.stack_trace"] = value
             elif type(value) is list and value:
                 out["error.stack_trace"] = "".join(map(str, value))  # format_exception()'s list
+            elif value:  # `exc_info: true` and the like: kept, as a label
+                _put("labels." + key, "labels." + key, value, out)
         elif action == _TAGS:
             if type(value) is list:
                 out["tags"] = [str(v) for v in value]
-            elif type(value) is str:
-                out["tags"] = [value]
+            elif value is not None:
+                out["tags"] = [str(value)]
     if stamp is not None:
         out["@timestamp"] = stamp
     if alt_message is not None:

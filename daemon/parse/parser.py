@@ -46,6 +46,15 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
+def _json_slowly(line: str):
+    """orjson refuses NaN/Infinity (Python's json.dumps writes them) and says less about where
+    a line is broken; the standard library takes both."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"not valid JSON: {e}") from None
+
+
 def _parse_error(line: str, why: str) -> Event:
     return {"message": line, "error.message": why, "tags": ["parse_error"]}
 
@@ -206,9 +215,7 @@ class Parser:
 
     def _line(self, line: str, now: float) -> Event:
         """One line on its own → the event's own fields (no location yet)."""
-        if line[:1] == "{" and self.format != "text":
-            return self._structured(line)
-        if self.format == "json":
+        if self.format == "json" or (line[:1] == "{" and self.format != "text"):
             return self._structured(line)
         event: Event = {}
         if "%|" in line and text.progress(line, event):
@@ -222,38 +229,27 @@ class Parser:
         """A JSON object, or (first `{'`) a Python dict literal as HF Trainer prints it. A line
         that is neither is kept: raw line as `message`, tagged `parse_error`, `error.message`
         why."""
-        if line[1:2] == "'" and self.format != "json":
-            try:
-                record = fieldmap.literal(line)
-            except ValueError as e:
-                return _parse_error(line, str(e))
-            if type(record) is not dict:
-                return _parse_error(line, f"expected a dict, got {type(record).__name__}")
-            event: Event = {}
-            try:
-                fieldmap.map_record(record, event)
-            except RecursionError:
-                return _parse_error(line, "dict nested too deeply to flatten")
-            event["message"] = line  # what HF printed is the message (rules match on it)
-            return event
+        literal = line[1:2] == "'" and self.format != "json"
         try:
-            record = _loads(line)
-        except _JSONDecodeError:
-            # orjson refuses NaN/Infinity (Python's json.dumps writes them) and says less about
-            # where a line is broken; the standard library takes both.
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError) as e:
-                return _parse_error(line, f"not valid JSON: {e}")
+            if literal:
+                record = fieldmap.literal(line)
+            else:
+                try:
+                    record = _loads(line)
+                except _JSONDecodeError:
+                    record = _json_slowly(line)
+        except ValueError as e:
+            return _parse_error(line, str(e))
         if type(record) is not dict:
-            return _parse_error(line, f"expected a JSON object, got {type(record).__name__}")
-        event = {}
+            return _parse_error(line, f"expected {'a dict' if literal else 'a JSON object'}, "
+                                      f"got {type(record).__name__}")
+        event: Event = {}
         try:
             fieldmap.map_record(record, event)
         except RecursionError:
-            return _parse_error(line, "JSON nested too deeply to flatten")
-        if "message" not in event:
-            event["message"] = line
+            return _parse_error(line, "nested too deeply to flatten")
+        if literal or "message" not in event:
+            event["message"] = line  # what HF printed is the message (rules match on it)
         return event
 
     def _release(self, prefix: str, split: bool = False) -> Event:

@@ -33,8 +33,8 @@ _LEVEL_FIRST = re.compile(
     r"|(?P<l3>Trace|Debug|Info|Notice|Warning|Warn|Error|Critical|Fatal):\s)")
 # `[INFO|trainer.py:2048] 2024-05-01 12:00:00,123 >> msg` (transformers' explicit format)
 _HF_EXPLICIT = re.compile(rf"\[{_LEVEL_UP}\|(?P<logger>[^\]]+)\]\s+{_ISO}\s*>>\s?")
-# glog and PyTorch's c10 logging: `E0501 12:00:00.123456 1234 file.cc:42] msg`,
-# `[W501 ...]`-style bracketed variants, and `[W socket.cpp:663] msg` without a time
+# glog and PyTorch's c10 logging: `E0501 12:00:00.123456 1234 file.cc:42] msg`, the bracketed
+# `[W1105 12:00:00.588478 ProcessGroupNCCL.cpp:4115] msg`, and `[W socket.cpp:663] msg`
 _GLOG = re.compile(
     r"\[?(?P<g>[IWEF])(?P<md>[01]\d[0-3]\d) (?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?)(?:\s+(?P<pid>\d+))?"
     r"\s+(?P<origin>[^\]\s:]+)(?::(?P<oline>\d+))?\]\s?")
@@ -51,8 +51,9 @@ _LEVEL_WORD_WITHIN = 120
 _PY_WARNING = re.compile(r"(?P<file>[^:\s][^:]*):(?P<line>\d+): (?P<category>[A-Z]\w*Warning): ")
 
 # tqdm: ` 45%|████▌     | 450/1000 [00:10<00:12, 44.10it/s, loss=0.1]`, `2.28s/it`, `?it/s`
+# (searched for; what comes before is the description)
 _TQDM = re.compile(
-    r"(?P<desc>.*?)(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>[\d.]+[kMGT]?)/(?P<total>[\d.]+[kMGT]?|\?)"
+    r"(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>[\d.]+[kMGT]?)/(?P<total>[\d.]+[kMGT]?|\?)"
     r"\s*\[(?P<elapsed>[^<,\]]*)(?:<(?P<remaining>[^,\]]*))?"
     r"(?:,\s*(?P<rate>[\d.]+|\?)\s*(?P<unit>[^\s,\]/]*)/(?P<per>s|it)\b)?(?P<post>[^\]]*)\]")
 _POSTFIX = re.compile(r"\s*([\w.\-/]+)=([^,\]]*)")
@@ -175,7 +176,7 @@ def progress(line: str, fields: dict) -> bool:
         else:
             fields["ml.progress.rate_per_s"] = value
             fields["labels.progress_unit"] = m.group("unit") or "it"
-    epoch = _EPOCH.search(m.group("desc"))
+    epoch = _EPOCH.search(line, 0, m.start())
     if epoch:
         fields["ml.epoch"] = int(epoch.group(1))
     post = m.group("post")
