@@ -198,3 +198,22 @@ def test_invalid_utf8_inside_a_traceback_tags_the_record():
     event, = run(lines)
     assert event["tags"] == ["invalid_utf8"]
     assert 'caf\ufffd.py' in event["error.stack_trace"]
+
+
+def test_too_many_ranks_holding_tracebacks_release_the_oldest_not_lose_it():
+    from faultwarden.daemon.parse.parser import MAX_OPEN_RECORDS
+
+    ranks = MAX_OPEN_RECORDS + 6
+    lines = [f"[rank{r}]: Traceback (most recent call last):" for r in range(ranks)]
+    lines += [f"[rank{r}]: RuntimeError: rank {r} failed" for r in range(ranks)]
+    events = run(lines)
+    assert sorted(e["ml.rank"] for e in events if e["log.file.line"] <= ranks) == list(range(ranks))
+    # the ranks that had to give up their record early still report every line, none dropped
+    assert sum(e["message"].count("\n") + 1 for e in events) == len(lines)
+    assert events[0]["ml.rank"] == 0  # the oldest went first
+
+
+def test_json_format_does_not_join_tracebacks():
+    lines = ["Traceback (most recent call last):", '  File "a.py", line 1', "ValueError: x"]
+    events = run(lines, source=source(format="json"))
+    assert len(events) == 3 and all(e["tags"] == ["parse_error"] for e in events)
