@@ -7,6 +7,7 @@ files, never from argv.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,6 +38,16 @@ class Source(Strict):
     @classmethod
     def _one_path(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @field_validator("multiline_start")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regex ({exc}): {v!r}") from None
+        return v
 
 
 def _url(url: str) -> str:
