@@ -83,8 +83,11 @@ class Elasticsearch(Strict):
 
 
 class Kibana(Strict):
-    url: str | None = None
+    url: str | None = Field(None, description="Set it to give every incident a Discover link.")
+    version: str = Field("9.2.0", pattern=r"^\d+\.\d+(\.\d+)?$",
+                         description="Discover links differ before and after Kibana 8.15.")
     space: str = "default"
+    data_view: str = Field("faultwarden-events", description="The events data view's id (docker/kibana).")
 
 
 class Anomaly(Strict):

@@ -46,6 +46,7 @@ class Incident:
     evidence: list[str]
     explanation: dict[str, Any]
     actions: list[dict[str, Any]] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)  # e.g. {"discover": a Kibana URL}
     requested: list[str] = field(default_factory=list)
     acknowledged: bool = False
     last_alert: float = 0.0
