@@ -1,0 +1,202 @@
+"""Tell people: a JSON webhook POST and an email, each with its own minimum severity.
+
+Sending happens on one background thread, so a slow or dead receiver never holds up detection
+or a restart; each channel retries with tenacity back-off and a timeout. Failures are logged and
+reported back as outcomes (`drain()`), never raised.
+"""
+from __future__ import annotations
+
+import json
+import math
+import queue
+import smtplib
+import socket
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Callable
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from faultwarden.daemon import logs
+from faultwarden.daemon.config import Notify, Smtp, Webhook
+from faultwarden.detectors.finding import severity_rank
+
+TIMEOUT_S = 5.0
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What one notification says; `incident` is None for a notice about the job itself
+    (e.g. the restart budget is used up after crashes no rule explained)."""
+
+    event: str  # opened | realert | recovered | failed | gave_up
+    severity: str
+    message: str
+    incident: str | None = None
+    fault: str | None = None
+    rule: str | None = None
+    advice: str = ""
+    group: dict | None = None
+    source: dict | None = None
+    status: str | None = None
+    actions: tuple[dict, ...] = ()
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, incident, event: str, run_id: str | None = None) -> "Notice":
+        return cls(event=event, severity=incident.severity, message=incident.message,
+                   incident=incident.id, fault=incident.fault, rule=incident.rule,
+                   advice=incident.advice, group=dict(incident.group), source=dict(incident.source),
+                   status=incident.status, actions=tuple(incident.actions), run_id=run_id)
+
+    def payload(self) -> dict[str, Any]:
+        return {"incident": self.incident, "event": self.event, "fault": self.fault,
+                "severity": self.severity, "rule": self.rule, "message": self.message,
+                "advice": self.advice, "group": self.group or {}, "source": self.source or {},
+                "status": self.status, "actions": list(self.actions), "run_id": self.run_id,
+                "host": socket.gethostname()}
+
+    def subject(self) -> str:
+        what = self.fault or "job"
+        return f"[faultwarden] {self.severity} {what} ({self.event}): {self.message}"[:200]
+
+    def body(self) -> str:
+        lines = [self.message, ""]
+        if self.advice:
+            lines += ["What to do: " + self.advice, ""]
+        for key in ("incident", "fault", "rule", "status", "run_id"):
+            if getattr(self, key):
+                lines.append(f"{key}: {getattr(self, key)}")
+        if self.source and self.source.get("path"):
+            lines.append(f"source: {self.source['path']}:{self.source.get('line')}")
+        for action in self.actions:
+            extra = {k: v for k, v in action.items() if k not in ("action", "outcome", "at")}
+            lines.append(f"action {action['action']}: {action['outcome']} {json.dumps(extra, default=str)}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    channel: str
+    incident: str | None
+    ok: bool
+    detail: str
+
+
+class Notifier:
+    def __init__(self, settings: Notify, attempts: int = ATTEMPTS, timeout_s: float = TIMEOUT_S):
+        self.settings = settings
+        self.attempts = attempts
+        self.timeout_s = timeout_s
+        self._work: queue.Queue = queue.Queue()
+        self._done: queue.Queue[Outcome] = queue.Queue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.log = logs.get("faultwarden.notify")
+
+    @property
+    def channels(self) -> list[tuple[str, Webhook | Smtp]]:
+        out: list[tuple[str, Webhook | Smtp]] = [(f"webhook {w.url}", w) for w in self.settings.webhooks]
+        if self.settings.smtp:
+            out.append((f"email {','.join(self.settings.smtp.to)}", self.settings.smtp))
+        return out
+
+    def send(self, notice: Notice) -> int:
+        """Queue the notice for every channel whose min_severity it reaches; returns how many."""
+        targets = [(name, ch) for name, ch in self.channels
+                   if severity_rank(notice.severity) >= severity_rank(ch.min_severity)]
+        with self._cond:
+            self._pending += len(targets)
+        for name, channel in targets:
+            self._work.put((name, channel, notice))
+        if targets and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="faultwarden-notify", daemon=True)
+            self._thread.start()
+        return len(targets)
+
+    def drain(self) -> list[Outcome]:
+        """Outcomes of the sends finished since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until everything queued was sent (or failed for good); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            name, channel, notice = self._work.get()
+            try:
+                detail = self._deliver(channel, notice)
+                outcome = Outcome(name, notice.incident, True, detail)
+            except Exception as exc:  # noqa: BLE001 - a notification must never take the daemon down
+                outcome = Outcome(name, notice.incident, False, f"{type(exc).__name__}: {exc}")
+                self.log.warning("notification failed", channel=name, incident=notice.incident,
+                                 error=outcome.detail)
+            self._done.put(outcome)
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify_all()
+
+    def _deliver(self, channel: Webhook | Smtp, notice: Notice) -> str:
+        send: Callable[[], str] = (
+            (lambda: post_json(channel.url, notice.payload(), self.timeout_s)) if isinstance(channel, Webhook)
+            else (lambda: send_email(channel, notice, self.timeout_s)))
+        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.2, max=2),
+                            retry=retry_if_exception(_transient), reraise=True)
+        return retrying(send)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: network trouble, 5xx, 429, SMTP temporary (4xx) replies."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code == 429
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    return isinstance(exc, (OSError, smtplib.SMTPServerDisconnected))
+
+
+def post_json(url: str, payload: dict, timeout_s: float) -> str:
+    body = json.dumps(_finite(payload), default=str, allow_nan=False).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "User-Agent": "faultwarden"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return f"HTTP {response.status}"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: such numbers (a NaN loss in an action's details) become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def send_email(settings: Smtp, notice: Notice, timeout_s: float) -> str:
+    message = EmailMessage()
+    message["Subject"] = notice.subject()
+    message["From"] = settings.sender
+    message["To"] = ", ".join(settings.to)
+    message.set_content(notice.body())
+    with smtplib.SMTP(settings.host, settings.port, timeout=timeout_s) as smtp:
+        if settings.starttls:
+            smtp.starttls()
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else ""
+            smtp.login(settings.username, password)
+        refused = smtp.send_message(message)
+    return f"sent to {len(settings.to) - len(refused)} of {len(settings.to)}"

@@ -1,0 +1,162 @@
+"""Fixtures for the actions tests: real child processes, a real HTTP receiver for webhooks, a
+real SMTP server (aiosmtpd), and configs whose rule folder holds only the rules a test needs."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from faultwarden.daemon.config import Config
+
+WAIT_S = 60.0
+
+
+def wait_for(predicate, timeout: float = WAIT_S, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# Rules in the user's words, as a rule folder would hold them; a test picks the ones it needs.
+RULES = {
+    "loss-not-finite": """
+  - id: loss-not-finite
+    fault: nan_inf
+    severity: critical
+    advice: Roll back to the last healthy checkpoint and lower the learning rate.
+    not_finite: {field: ml.loss}
+    group_by: [labels.run_id]
+    actions: [restore, notify]""",
+    "loss-diverged": """
+  - id: loss-diverged
+    fault: loss_spike
+    severity: error
+    match: {message: {regex: 'loss diverged'}}
+    group_by: [labels.run_id]
+    actions: [restore, notify]""",
+    "worker-crashed": """
+  - id: worker-crashed
+    fault: distributed_worker_failure
+    severity: error
+    match: {message: {regex: 'WORKER CRASHED'}}
+    group_by: [labels.run_id]
+    actions: [restart]""",
+    "hung": """
+  - id: hung
+    fault: hang
+    severity: error
+    match: {message: {regex: 'WEDGED'}}
+    group_by: [labels.run_id]
+    actions: [restart, notify]""",
+    "just-tell": """
+  - id: just-tell
+    fault: data_error
+    severity: warning
+    match: {message: {regex: 'bad sample'}}
+    group_by: [labels.run_id]
+    actions: [notify]""",
+}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    """A config for a supervised run: only the named test rules, no back-off, overrides."""
+
+    def make(rules=tuple(RULES), restart: dict | None = None, restore: dict | None = None,
+             notify: dict | None = None) -> Config:
+        folder = tmp_path / "rules"
+        folder.mkdir(exist_ok=True)
+        (folder / "test.yaml").write_text("rules:" + "".join(RULES[r] for r in rules) + "\n")
+        return Config.model_validate({
+            "state_dir": str(tmp_path / "state"),
+            "detectors": {"rules": [str(folder)], "default_rules": False},
+            "actions": {"restart": {"backoff_initial_s": 0, "backoff_max_s": 0, "grace_period_s": 10,
+                                    **(restart or {})},
+                        "restore": {"checkpoint_dirs": [str(tmp_path / "ckpt")], **(restore or {})}},
+            "notify": notify or {},
+        })
+
+    return make
+
+
+class Receiver:
+    """What the local webhook server was sent."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        self.status = 200
+        self.lock = threading.Lock()
+
+    def wait(self, n: int = 1) -> list[dict]:
+        wait_for(lambda: len(self.posts) >= n, what=f"{n} webhook POST(s)")
+        return self.posts
+
+
+@pytest.fixture
+def webhook():
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = receiver.status
+            if status == 200:
+                with receiver.lock:
+                    receiver.posts.append({"headers": dict(self.headers), "json": json.loads(body)})
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    yield receiver
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def smtp_server():
+    """aiosmtpd on a port the kernel picked (a socket bound first, so no port guessing)."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    class Keep(Sink):
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return "250 OK"
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+
+    class OnSocket(Controller):
+        def _create_server(self):
+            return self.loop.create_server(self._factory_invoker, sock=sock)
+
+    handler = Keep()
+    controller = OnSocket(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    handler.port = port
+    yield handler
+    controller.stop()
+
+
+def incidents(state_dir: Path) -> list[dict]:
+    return json.loads((state_dir / "incidents.json").read_text())["incidents"]
