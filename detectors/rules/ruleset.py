@@ -1,0 +1,209 @@
+"""Rule files read into a `RuleSet`: the default pack first, then each configured folder.
+
+A later rule with an id already known must say `override: true`; `{id: x, enabled: false}` turns
+an earlier rule off without restating it. Loading is pure (it only reads files), so a daemon can
+try an edited folder and keep its running rules when the edit is broken (`RuleWatcher`).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from faultwarden.detectors import yamlfile
+from faultwarden.detectors.rules.model import CONDITIONS, SWITCH_KEYS, Rule, Switch
+from faultwarden.detectors.yamlfile import Document, FileError
+
+DEFAULT_PACK = "faultwarden.rules"
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadedRule:
+    """A rule and where it came from (after layering)."""
+
+    rule: Rule
+    path: str
+    line: int | None
+    switched_by: str | None = None  # the file that turned it on or off, if not its own
+    example_lines: dict[tuple[str, int], int] = field(default_factory=dict, compare=False)
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+    @property
+    def enabled(self) -> bool:
+        return self.rule.enabled
+
+    @property
+    def origin(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    entries: tuple[LoadedRule, ...]
+    files: tuple[str, ...]
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules that run."""
+        return [e.rule for e in self.entries if e.enabled]
+
+    def get(self, rule_id: str) -> LoadedRule:
+        for e in self.entries:
+            if e.id == rule_id:
+                return e
+        raise KeyError(rule_id)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @classmethod
+    def load(cls, folders: list[str] | tuple[str, ...] = (), include_default: bool = True) -> "RuleSet":
+        """Raises FileError naming the file, line and field of the first problem."""
+        files = list(rule_files(folders, include_default))
+        layered: dict[str, LoadedRule] = {}
+        for path in files:
+            for item in read_file(path):
+                _layer(layered, item, path)
+        return cls(tuple(layered.values()), tuple(files))
+
+
+def default_pack_files() -> list[str]:
+    pack = resources.files(DEFAULT_PACK)
+    return sorted(str(p) for p in pack.iterdir() if p.name.endswith(RULE_SUFFIXES))
+
+
+def rule_files(folders: list[str] | tuple[str, ...], include_default: bool = True) -> Iterator[str]:
+    """The rule files in layering order: default pack, then each folder's files by name."""
+    if include_default:
+        yield from default_pack_files()
+    for folder in folders:
+        p = Path(folder)
+        if p.is_file():
+            yield str(p)
+        elif p.is_dir():
+            yield from sorted(str(f) for f in p.iterdir() if f.suffix in RULE_SUFFIXES and f.is_file())
+        else:
+            raise FileError(folder, None, None, "no such rule folder or file")
+
+
+Entry = tuple[Rule | Switch, int | None, dict[tuple[str, int], int]]
+
+
+def read_file(path: str) -> list[Entry]:
+    """Every entry of one rule file, validated, with its line and its examples' lines."""
+    doc = yamlfile.read(path)
+    data = doc.data
+    if data is None:
+        return []
+    if not isinstance(data, dict) or "rules" not in data:
+        raise FileError(path, 1, None, "expected a mapping with a `rules:` list")
+    extra = sorted(set(data) - {"rules"})
+    if extra:
+        raise FileError(path, doc.line_of((extra[0],)), extra[0], "unknown key (a rule file holds `rules:` only)")
+    items = data["rules"] or []
+    if not isinstance(items, list):
+        raise FileError(path, doc.line_of(("rules",)), "rules", "expected a list of rules")
+    out: list[Entry] = []
+    seen: dict[str, int | None] = {}
+    for i, item in enumerate(items):
+        entry = _entry(doc, item, i)
+        line = doc.line_of(("rules", i))
+        if entry.id in seen:
+            raise FileError(path, line, f"rules[{i}].id",
+                            f"duplicate id {entry.id!r}, first at line {seen[entry.id]} of this file")
+        seen[entry.id] = line
+        examples = {}
+        if isinstance(entry, Rule):
+            for kind in ("fire", "quiet"):
+                for j in range(len(getattr(entry.examples, kind))):
+                    examples[(kind, j)] = doc.line_of(("rules", i, "examples", kind, j)) or line
+        out.append((entry, line, examples))
+    return out
+
+
+def _entry(doc: Document, item: Any, i: int) -> Rule | Switch:
+    base = ("rules", i)
+    if not isinstance(item, dict):
+        raise FileError(doc.path, doc.line_of(base), f"rules[{i}]", "expected a rule (a mapping)")
+    is_switch = set(item) <= SWITCH_KEYS and "enabled" in item and not set(item) & set(CONDITIONS)
+    model = Switch if is_switch else Rule
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        raise _readable(yamlfile.validation_error(doc, exc, base)) from None
+
+
+_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
+
+
+def _readable(err: FileError) -> FileError:
+    """`rules.3.match.any.0` → `rules[3].match.any[0]`; drop pydantic's "Value error, " prefix."""
+    field = _INDEX.sub(r"[\1]", err.field) if err.field else err.field
+    message = err.message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return FileError(err.path, err.line, field, message)
+
+
+def _layer(layered: dict[str, LoadedRule], item: Entry, path: str) -> None:
+    entry, line, examples = item
+    earlier = layered.get(entry.id)
+    where = f"{path}:{line}" if line else path
+    if isinstance(entry, Switch):
+        if earlier is None:
+            raise FileError(path, line, "id", f"no earlier rule {entry.id!r} to turn {'on' if entry.enabled else 'off'}")
+        layered[entry.id] = replace(earlier, rule=earlier.rule.model_copy(update={"enabled": entry.enabled}),
+                                    switched_by=where)
+        return
+    if earlier is not None and not entry.override:
+        raise FileError(path, line, "id", f"rule {entry.id!r} is already defined at {earlier.origin}; "
+                                          "set `override: true` to replace it")
+    layered[entry.id] = LoadedRule(entry, path, line, example_lines=examples)
+
+
+# --- reload ------------------------------------------------------------------------------------
+def _signature(folders: list[str], include_default: bool) -> tuple:
+    """What changes when a rule file is edited, added or removed: cheap stat calls only."""
+    sig: list[Any] = []
+    for folder in folders:
+        try:
+            paths = list(rule_files([folder], include_default=False))
+        except FileError:
+            sig.append((folder, None))
+            continue
+        for p in paths:
+            try:
+                st = os.stat(p)
+                sig.append((p, st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                sig.append((p, None))
+    return tuple(sig)
+
+
+class RuleWatcher:
+    """Polled (every second or so) by the daemon: returns a new RuleSet when the rule files
+    changed, the FileError when the edited files are broken (keep running the last good rules),
+    and None when nothing changed. A broken edit is reported once, not on every poll."""
+
+    def __init__(self, folders: list[str], include_default: bool = True):
+        self.folders = list(folders)
+        self.include_default = include_default
+        self._seen = _signature(self.folders, include_default)
+
+    def poll(self, force: bool = False) -> RuleSet | FileError | None:
+        """`force`: load even when no file changed (a reload asked for by a person, SIGHUP)."""
+        sig = _signature(self.folders, self.include_default)
+        if sig == self._seen and not force:
+            return None
+        self._seen = sig
+        try:
+            return RuleSet.load(self.folders, self.include_default)
+        except FileError as exc:
+            return exc
