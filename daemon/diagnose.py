@@ -126,12 +126,7 @@ def detect(events: Iterable[Event], detectors: list[Detector], observe: Callable
         pipeline.feed(event)
         if observe is not None:
             observe(event)
-    for d in detectors:
-        flush = getattr(d, "flush", None)
-        if flush is not None:
-            for finding in flush():
-                pipeline.counters.findings += 1
-                pipeline.book.record(finding)
+    pipeline.flush()
     return pipeline
 
 

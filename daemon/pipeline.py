@@ -46,6 +46,10 @@ class Pipeline:
         """Let time pass with no event, so that silence (a hang) is seen."""
         return self._handle(f for d in self.detectors for f in d.tick(now))
 
+    def flush(self) -> list[Update]:
+        """End of input: detectors that hold windows open (the isolation forest) close them."""
+        return self._handle(f for d in self.detectors if hasattr(d, "flush") for f in d.flush())
+
     def _handle(self, findings: Iterable[Finding]) -> list[Update]:
         updates = []
         for finding in findings:
