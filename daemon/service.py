@@ -1,0 +1,284 @@
+"""Service mode: the daemon over the configured sources (what systemd runs).
+
+    sources ──tail──▶ lines ──parse──▶ events ──┬──▶ detectors ──▶ incidents ──▶ actions
+                                                └──▶ sink (Elasticsearch), shipping cursor ◀── ack
+
+The detection path never waits for the sink: lines the tailer hands out with `detect` go to the
+pipeline at once; lines with `ship` go to the sink, whose acknowledgement commits the file's
+shipping cursor. A dead Elasticsearch holds back only that cursor (the file is the buffer).
+With `-- CMD`, `supervised.run_supervised` runs the same pipeline around one job instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from faultwarden.daemon import logs
+from faultwarden.daemon.config import Config
+from faultwarden.daemon.incidents import IncidentBook, Update
+from faultwarden.daemon.pipeline import Pipeline
+
+TICK_S = 1.0
+SAVE_EVERY_S = 30.0
+CAUGHT_UP_S = 60.0
+
+
+def serve(config: Config, cmd: list[str], dry_run: bool = False) -> int:
+    if cmd:
+        from faultwarden.daemon.supervised import run_supervised
+
+        return run_supervised(config, cmd, dry_run)
+    return Service(config, dry_run).run()
+
+
+def build_detectors(config: Config):
+    """The rule engine (and the isolation forest when a model is configured)."""
+    from faultwarden.detectors.rules import RuleEngine, RuleSet
+
+    detectors = [RuleEngine(RuleSet.load(config.detectors.rules, include_default=config.detectors.default_rules))]
+    if config.detectors.anomaly.model:
+        from faultwarden.detectors.anomaly import AnomalyDetector, load
+
+        detectors.append(AnomalyDetector(load(config.detectors.anomaly.model)))
+    return detectors
+
+
+class FileParsers:
+    """One parser per file and purpose: multiline records must not mix across files, and the
+    shipping re-read of a file must not mix with its live detection read."""
+
+    IDLE_FLUSH_S = 2.0  # a crash traceback at the end of a quiet file is released after this
+
+    def __init__(self, host: str | None = None):
+        from faultwarden.daemon.parse import Parser
+
+        self._make = lambda source: Parser(source, host=host)
+        # (file_id, detect) -> [parser, end of the last line fed, monotonic time of it, its ship flag]
+        self._parsers: dict[tuple[str, bool], list] = {}
+
+    def feed(self, line, detect: bool) -> list[tuple[dict, int]]:
+        """Completed events with the offset up to which they are whole (a shipping cursor)."""
+        key = (line.file_id, detect)
+        entry = self._parsers.get(key)
+        if entry is None:
+            entry = self._parsers[key] = [self._make(line.source), 0, 0.0, False]
+        events = entry[0].feed(line.text, path=line.path, offset=line.offset, line_no=line.line_no,
+                               now=time.time())
+        entry[1], entry[2], entry[3] = line.end, time.monotonic(), line.ship
+        # Events released by this line all ended before it began.
+        return [(e, line.offset) for e in events]
+
+    def flush(self, idle_s: float = 0.0) -> list[tuple[str, bool, bool, dict, int]]:
+        """Records held by parsers quiet for `idle_s`: (file_id, detect, ship, event, end offset)."""
+        out, now = [], time.monotonic()
+        for (file_id, detect), (parser, end, seen, ship) in self._parsers.items():
+            if now - seen >= idle_s:
+                out += [(file_id, detect, ship, e, end) for e in parser.flush()]
+        return out
+
+
+class Service:
+    def __init__(self, config: Config, dry_run: bool = False):
+        self.config = config
+        self.dry_run = dry_run
+        self.state_dir = Path(config.state_dir)
+        self.log = logs.get("faultwarden.service")
+        self.stop_requested = False
+        self.reload_requested = False
+        self.newest_event = 0.0
+
+    # --- assembly --------------------------------------------------------------------------
+    def _assemble(self) -> None:
+        from faultwarden.daemon.tail import Tailer
+        from faultwarden.detectors.rules import RuleWatcher
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.book = IncidentBook(self.state_dir / "incidents.json")
+        self.detectors = build_detectors(self.config)
+        self._restore_detector_state()
+        self.rule_watcher = RuleWatcher(self.config.detectors.rules, include_default=self.config.detectors.default_rules)
+        self.dispatcher = self._make_dispatcher()
+        self.sink = self._make_sink()
+        self.pipeline = Pipeline(self.detectors, self.book, on_incident=self._on_incident)
+        self.tailer = Tailer(self.config.sources, self.state_dir / "tail",
+                             max_unshipped_bytes=64 << 20 if self.sink else 0)
+        self.parsers = FileParsers()
+        from faultwarden.daemon.metrics import Metrics
+
+        self.metrics = Metrics.create()
+        if self.config.metrics.port is not None:
+            self.metrics.serve(self.config.metrics.port)
+
+    def _make_dispatcher(self):
+        from faultwarden.daemon.actions.checkpoints import CheckpointStore
+        from faultwarden.daemon.actions.command import CommandJob
+        from faultwarden.daemon.actions.dispatcher import Dispatcher
+        from faultwarden.daemon.actions.notify import Notifier
+        from faultwarden.daemon.actions.restart import RestartBudget
+
+        actions = self.config.actions
+        # A job faultwarden did not start can only be restarted through the configured command.
+        job = CommandJob(actions.restart.command) if actions.restart.command else None
+        return Dispatcher(self.book, restore=actions.restore, store=CheckpointStore.of(actions.restore.checkpoint_dirs),
+                          notifier=Notifier(self.config.notify), budget=RestartBudget(actions.restart),
+                          job=job, dry_run=self.dry_run)
+
+    def _make_sink(self):
+        if not self.config.elasticsearch.hosts:
+            return None
+        from faultwarden.daemon.ship import ElasticsearchSink, IncidentIndex
+
+        sink = ElasticsearchSink(self.config.elasticsearch, state_dir=self.state_dir,
+                                 on_shipped=lambda file_id, end: self.tailer.shipped(file_id, end))
+        self.incident_index = IncidentIndex.from_config(self.config.elasticsearch)
+        return sink
+
+    # --- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        from faultwarden.daemon.actions.statelock import StateDirBusy, StateDirLock
+
+        try:
+            lock = StateDirLock(self.config.state_dir).acquire()
+        except StateDirBusy as exc:
+            print(f"faultwarden: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> int:
+        from faultwarden.daemon.systemd import Notifier
+
+        self._assemble()
+        notifier = Notifier()
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
+        notifier.ready(self._status())
+        self.log.info("started", sources=len(self.config.sources), sink="elasticsearch" if self.sink else "none")
+        last_tick = last_save = time.monotonic()
+        events_at_tick = 0
+        try:
+            while not self.stop_requested:
+                batch = self.tailer.read(timeout=0.5)
+                for line in batch:
+                    self._handle(line)
+                if self.dispatcher.pending:
+                    self.dispatcher.stop_job()
+                    self.dispatcher.recover()
+                now = time.monotonic()
+                if now - last_tick >= TICK_S:
+                    self._release_held(FileParsers.IDLE_FLUSH_S)
+                    if not batch or self.newest_event >= time.time() - CAUGHT_UP_S:
+                        # Wall-clock time passes only once the backlog is read: replaying
+                        # an old log must not look like a hang.
+                        self.pipeline.tick(time.time())
+                    self._maybe_reload()
+                    self.dispatcher.poll()
+                    rate = (self.pipeline.counters.events - events_at_tick) / (now - last_tick)
+                    events_at_tick, last_tick = self.pipeline.counters.events, now
+                    notifier.status(self._status(rate))
+                if now - last_save >= SAVE_EVERY_S:
+                    self._save()
+                    last_save = now
+                notifier.maybe_ping()
+        finally:
+            notifier.stopping()
+            self._shutdown()
+            notifier.close()
+        return 0
+
+    def _handle(self, line) -> None:
+        self.metrics.lines_read.inc()
+        if line.detect:
+            for event, _ in self.parsers.feed(line, detect=True):
+                self.metrics.events_parsed.inc()
+                if "parse_error" in event.get("tags", ()):
+                    self.metrics.parse_errors.inc()
+                self.newest_event = max(self.newest_event, event.get("@timestamp") or 0.0)
+                self.pipeline.feed(event)
+                if self.sink and line.ship:
+                    self.sink.submit(event, line.file_id, line.offset)
+        elif line.ship and self.sink:
+            for event, end in self.parsers.feed(line, detect=False):
+                self.sink.submit(event, line.file_id, end)
+
+    def _release_held(self, idle_s: float) -> None:
+        for file_id, detect, ship, event, end in self.parsers.flush(idle_s):
+            if detect:
+                self.pipeline.feed(event)
+            if self.sink and ship:
+                self.sink.submit(event, file_id, end)
+
+    def _on_incident(self, update: Update) -> None:
+        self.metrics.findings.labels(fault=update.incident.fault).inc()
+        if update.opened:
+            self.metrics.incidents.labels(fault=update.incident.fault).inc()
+        if update.opened:
+            from faultwarden.daemon.discover import link_incident
+
+            link_incident(update.incident, self.config.kibana)
+        if update.opened or update.alert:
+            self.log.warning("incident", id=update.incident.id, fault=update.incident.fault,
+                             rule=update.incident.rule, message=update.incident.message)
+            self.dispatcher.handle(update)
+        if self.sink:
+            self.incident_index.upsert(update.incident)
+
+    def _maybe_reload(self) -> None:
+        from faultwarden.detectors.yamlfile import FileError
+
+        if not self.reload_requested:
+            result = self.rule_watcher.poll()
+        else:
+            self.reload_requested = False
+            result = self.rule_watcher.poll(force=True)
+        if isinstance(result, FileError):
+            self.metrics.rule_reloads.labels(result="error").inc()
+            self.log.error("rule files not reloaded; the last good rules keep running", error=str(result))
+        elif result is not None:
+            from faultwarden.detectors.rules import RuleEngine
+
+            state = self.detectors[0].state()
+            self.detectors[0] = engine = RuleEngine(result)
+            engine.restore(state)
+            self.pipeline.detectors = self.detectors
+            self.metrics.rule_reloads.labels(result="ok").inc()
+            self.log.info("rules reloaded", rules=len(result.rules))
+
+    def _status(self, rate: float = 0.0) -> str:
+        open_incidents = len(self.book.listing()) if hasattr(self, "book") else 0
+        return f"{rate:.0f} events/s, {open_incidents} open incidents"
+
+    # --- state -----------------------------------------------------------------------------
+    def _state_path(self) -> Path:
+        return self.state_dir / "detectors.json"
+
+    def _restore_detector_state(self) -> None:
+        if self._state_path().exists():
+            states = json.loads(self._state_path().read_text())
+            for detector, state in zip(self.detectors, states):
+                detector.restore(state)
+
+    def _save(self) -> None:
+        self.book.save()
+        tmp = self._state_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps([d.state() for d in self.detectors]))
+        os.replace(tmp, self._state_path())
+
+    def _request_stop(self, *_) -> None:
+        self.stop_requested = True
+
+    def _shutdown(self) -> None:
+        self._release_held(0.0)
+        self.dispatcher.close()
+        if self.sink:
+            self.sink.close(timeout=20)
+        self.tailer.close()
+        self._save()
+        self.log.info("stopped", events=self.pipeline.counters.events)
