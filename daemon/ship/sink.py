@@ -1,0 +1,397 @@
+"""Sinks: where events go for investigation. At least once, nothing lost, nothing doubled.
+
+`ElasticsearchSink` runs one background thread. The caller (the tailer) `submit()`s events with
+the file they came from and the offset just past them; the thread takes batches off a queue (by
+count, bytes, or `flush_interval_s`), sends them with `streaming_bulk` as `create` ops with
+deterministic ids, and resolves every document:
+
+    2xx            shipped
+    409            already there (a replay): counts as delivered
+    429, 5xx       retried, with exponential back-off and jitter, until delivered
+    other 4xx      refused for good: written to the dead-letter file, the stream goes on
+    no answer      (connection refused, timeout, 401...): the whole rest is retried
+
+Two batches are in flight at a time (one shard indexes a bulk on one thread; a second request
+keeps the node busy while the first answer is read). A batch is acknowledged only when it and
+every batch before it are resolved: `on_shipped(file_id, end)` is called in submit order, so the
+caller's shipping cursor never runs ahead of what Elasticsearch holds, and the offsets it
+reports only grow. A dead cluster makes shipping wait (back-off capped at
+`backoff_max_s`); `submit()` then blocks once `max_in_flight_events` are waiting, which the
+caller turns into holding back its shipping cursor — never into dropping events.
+
+`LocalSink` is the stand-in when no Elasticsearch is configured: it counts and acknowledges.
+"""
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from faultwarden.daemon import logs
+from faultwarden.daemon.ship.deadletter import DeadLetter
+from faultwarden.daemon.ship.documents import Document, to_document
+
+OnShipped = Callable[[str, int], None]
+_CLOSE = object()
+
+
+@dataclass
+class ShipStats:
+    submitted: int = 0
+    shipped: int = 0  # created now
+    already_there: int = 0  # 409: delivered before (a replay)
+    dead_lettered: int = 0
+    retried: int = 0  # document sends that had to be repeated
+    batches: int = 0
+
+    @property
+    def delivered(self) -> int:
+        return self.shipped + self.already_there + self.dead_lettered
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class _Batch:
+    """The documents of one batch, and those still waiting for a final answer."""
+
+    def __init__(self, docs: list[Document]):
+        self.docs = docs
+        self.pending = docs
+        self.resolved = False
+        self.last_error: str | None = None
+
+
+class ElasticsearchSink:
+    def __init__(self, settings: Any, on_shipped: OnShipped | None = None, *,
+                 state_dir: str | Path | None = None, client: Any = None,
+                 host_name: str | None = None, ensure_setup: bool = True,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, concurrency: int = 2):
+        from faultwarden.daemon.ship.client import connect, hosts_of
+
+        self.settings = settings
+        self.prefix = settings.index_prefix
+        self.on_shipped = on_shipped
+        self._own_client = client is None
+        self.client = client if client is not None else connect(settings)
+        self.hosts = hosts_of(self.client)
+        self.host_name = host_name or socket.gethostname()
+        self.dead_letter = DeadLetter(state_dir)
+        self.stats = ShipStats()
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._need_setup = ensure_setup
+        self._log = logs.get("faultwarden.ship")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._room = threading.Semaphore(settings.max_in_flight_events)
+        self._idle = threading.Condition()
+        self._outstanding = 0  # submitted, not yet resolved
+        self._closed = False
+        self._abort = threading.Event()  # set when close() runs out of time: stop retrying
+        self._failing = False
+        self._lock = threading.Lock()  # stats, setup, the order of batches
+        self._collecting = threading.Lock()  # one sender forms a batch at a time
+        self._draining = False
+        self._in_order: deque[_Batch] = deque()  # formed, not yet acknowledged, oldest first
+        self._threads = [threading.Thread(target=self._run, name=f"faultwarden-ship-{i}", daemon=True)
+                         for i in range(max(1, concurrency))]
+        for thread in self._threads:
+            thread.start()
+
+    # --- the caller's side ---------------------------------------------------------------
+    def submit(self, event: Mapping[str, Any], file_id: str | None = None, end: int | None = None,
+               timeout: float | None = None) -> bool:
+        """Queue one event. `file_id`/`end`: the source file's identity and the offset just past
+        this event, reported back through `on_shipped` once delivered (None: not reported).
+
+        Blocks while `max_in_flight_events` are unresolved; with a `timeout` returns False
+        instead of queueing when still full (the caller holds its shipping cursor back)."""
+        if self._closed:
+            raise RuntimeError("the sink is closed")
+        if not self._room.acquire(timeout=timeout):
+            return False
+        # The document is built here, on the caller's thread, so that it overlaps with the
+        # request the shipping thread has in flight (that one waits on the network, not the GIL).
+        doc = self._document(event, file_id, end)
+        with self._idle:
+            self._outstanding += 1
+            self.stats.submitted += 1
+        self._queue.put(doc)
+        return True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted event is resolved; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Deliver what is queued within `timeout` seconds, then stop. True if everything was
+        resolved; False leaves the rest unacknowledged (the caller's cursor was not moved past
+        it, so it is read and sent again next time)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_CLOSE)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.running:
+            self._abort.set()  # stop retrying; a request in flight finishes or times out
+            for thread in self._threads:
+                thread.join(min(5.0, self.settings.request_timeout_s))
+        done = self._outstanding == 0
+        if not done:
+            self._log.warning("shipping stopped with events not delivered; they are sent again "
+                              "from the shipping cursor next time", undelivered=self._outstanding,
+                              hosts=self.hosts)
+        if self._own_client and not self.running:
+            self.client.close()
+        return done
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    # --- the sender threads --------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            if not self._deliver(batch):
+                return  # aborted by close(): leave the rest unacknowledged
+            self._resolved(batch)
+
+    def _collect(self) -> _Batch | None:
+        """The next batch: up to batch_events / batch_bytes, or what came within
+        flush_interval_s of its first event. None once closed and drained."""
+        with self._collecting:
+            if self._draining:
+                return None
+            first = self._queue.get()
+            if first is _CLOSE:
+                self._draining = True
+                return None
+            docs = [first]
+            size = first.size
+            deadline = time.monotonic() + self.settings.flush_interval_s
+            while len(docs) < self.settings.batch_events and size < self.settings.batch_bytes:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+                if item is _CLOSE:
+                    self._draining = True
+                    break
+                docs.append(item)
+                size += item.size
+            batch = _Batch(docs)
+            with self._lock:  # batches are formed one at a time, so this is submit order
+                self._in_order.append(batch)
+            return batch
+
+    def _document(self, event: Mapping[str, Any], file_id: str | None, end: int | None) -> Document:
+        try:
+            return to_document(event, self.prefix, file_id, end, host=self.host_name)
+        except Exception as exc:  # an event we cannot encode still leaves a trace, never a gap
+            stand_in = {k: event.get(k) for k in ("@timestamp", "host.name", "log.file.path", "log.offset")}
+            stand_in.update({"message": repr(dict(event))[:10_000], "tags": ["ship_error"],
+                             "error.message": f"could not encode the event: {exc}"})
+            return to_document(stand_in, self.prefix, file_id, end, host=self.host_name)
+
+    def _deliver(self, batch: _Batch) -> bool:
+        """Send until every document has a final answer; False if close() gave up first."""
+        from tenacity import (Retrying, retry_if_exception_type, retry_if_result, sleep_using_event,
+                              stop_when_event_set, wait_exponential, wait_random)
+
+        retrying = Retrying(
+            # The attempt returns what is still pending; an unexpected error (say, the disk
+            # under the dead-letter file is full) is retried too rather than ending the thread.
+            retry=retry_if_result(bool) | retry_if_exception_type(Exception),
+            # Exponential, capped, plus jitter so that many daemons do not retry in step.
+            wait=wait_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s)
+            + wait_random(0, self.backoff_initial_s),
+            stop=stop_when_event_set(self._abort),
+            sleep=sleep_using_event(self._abort),
+            before_sleep=lambda state: self._note_retry(batch, state),
+            retry_error_callback=lambda state: batch.pending,
+        )
+        pending = retrying(self._attempt, batch)
+        if not pending and self._failing:
+            self._failing = False
+            self._log.info("shipping to Elasticsearch again", hosts=self.hosts)
+        return not pending
+
+    def _attempt(self, batch: _Batch) -> list[Document]:
+        if self._abort.is_set():
+            return batch.pending
+        if self._need_setup and not self._setup(batch):
+            return batch.pending
+        retry: list[Document] = []
+        refused: list[tuple[Document, int, Any]] = []
+        answered = shipped = already_there = 0
+        try:
+            for doc, (ok, item) in zip(batch.pending, self._bulk(batch.pending)):
+                answered += 1
+                info = next(iter(item.values()))
+                status = info.get("status", 500)
+                if ok:
+                    shipped += 1
+                elif status == 409:
+                    already_there += 1
+                elif "exception" in info or status == 429 or status >= 500:
+                    # `exception`: the whole request failed (e.g. 401, 503): not this document.
+                    retry.append(doc)
+                    batch.last_error = f"{status}: {_error_text(info.get('error'))}"
+                else:
+                    refused.append((doc, status, info.get("error")))
+        except Exception as exc:  # no answer at all (connection refused, timeout, TLS...)
+            from faultwarden.daemon.ship.client import explain
+
+            retry.extend(batch.pending[answered:])
+            batch.last_error = explain(exc, self.hosts)
+        if refused:
+            with self._lock:  # one writer at a time in the dead-letter file
+                self.dead_letter.write(refused)
+        with self._lock:
+            self.stats.shipped += shipped
+            self.stats.already_there += already_there
+            self.stats.dead_lettered += len(refused)
+        if refused:
+            self._log.warning("Elasticsearch refused documents for good; written to the dead-letter file",
+                              count=len(refused), first_reason=_error_text(refused[0][2]),
+                              file=str(self.dead_letter.path))
+        batch.pending = retry
+        return retry
+
+    def _bulk(self, docs: list[Document]):
+        from elasticsearch.helpers import streaming_bulk
+
+        # raise_on_error=False: with True, per-document 429s are never retried (the helper
+        # raises at the end of the chunk); raise_on_exception=False: a failed request comes
+        # back per document. max_retries=0: the helper's retry sleeps without jitter and
+        # cannot be interrupted, so retrying is ours (tenacity, above).
+        return streaming_bulk(
+            self.client, docs,
+            expand_action_callback=lambda d: ({"create": {"_index": d.index, "_id": d.id}}, d.body),
+            chunk_size=len(docs), max_chunk_bytes=max(self.settings.batch_bytes * 2, 1 << 20),
+            raise_on_error=False, raise_on_exception=False, max_retries=0, yield_ok=True)
+
+    def _setup(self, batch: _Batch) -> bool:
+        """Templates before the first document, so no event lands in an unmapped index."""
+        from elasticsearch import AuthorizationException
+
+        from faultwarden.daemon.ship.client import explain
+        from faultwarden.daemon.ship.templates import setup
+
+        with self._lock:  # once, whichever sender comes first
+            if not self._need_setup:
+                return True
+            try:
+                setup(self.client, self.prefix)
+            except AuthorizationException as exc:
+                self._log.warning("may not install index templates; shipping without them "
+                                  "(run `faultwarden ship --setup` as an admin)",
+                                  reason=explain(exc, self.hosts))
+            except Exception as exc:
+                batch.last_error = explain(exc, self.hosts)
+                return False
+            self._need_setup = False
+            return True
+
+    def _note_retry(self, batch: _Batch, state: Any) -> None:
+        with self._lock:
+            self.stats.retried += len(batch.pending)
+        if state.outcome.failed:
+            exc = state.outcome.exception()
+            batch.last_error = f"{type(exc).__name__}: {exc}"
+        wait = state.next_action.sleep if state.next_action else 0.0
+        if not self._failing or state.attempt_number % 10 == 1:
+            self._log.warning("shipping to Elasticsearch is held up; retrying",
+                              reason=batch.last_error, pending=len(batch.pending),
+                              attempt=state.attempt_number, retry_in_s=round(wait, 2))
+        self._failing = True
+
+    def _resolved(self, batch: _Batch) -> None:
+        """This batch has its answers; acknowledge it and any finished batches after it, but
+        only once every batch before them is acknowledged too (submit order)."""
+        ready: list[_Batch] = []
+        with self._lock:
+            batch.resolved = True
+            while self._in_order and self._in_order[0].resolved:
+                ready.append(self._in_order.popleft())
+            self.stats.batches += len(ready)
+            count = sum(len(b.docs) for b in ready)
+            if count:  # room first, so that a callback that submits cannot wait on itself
+                self._room.release(count)
+            # Calling back under the lock keeps the offsets reported in order across senders.
+            for done in ready:
+                self._acknowledge(done.docs)
+        if count:
+            with self._idle:
+                self._outstanding -= count
+                self._idle.notify_all()
+
+    def _acknowledge(self, docs: list[Document]) -> None:
+        if self.on_shipped is None:
+            return
+        ends: dict[str, int] = {}
+        for doc in docs:
+            if doc.file_id is not None and doc.end is not None:
+                ends[doc.file_id] = max(doc.end, ends.get(doc.file_id, doc.end))
+        for file_id, end in ends.items():
+            try:
+                self.on_shipped(file_id, end)
+            except Exception:  # the caller's bug must not stop shipping
+                self._log.exception("on_shipped callback failed", file_id=file_id, end=end)
+
+
+class LocalSink:
+    """No Elasticsearch configured: events are counted and acknowledged at once (the file stays
+    the record; incidents live in the state dir's incident book)."""
+
+    def __init__(self, on_shipped: OnShipped | None = None):
+        self.on_shipped = on_shipped
+        self.stats = ShipStats()
+
+    def submit(self, event: Mapping[str, Any], file_id: str | None = None, end: int | None = None,
+               timeout: float | None = None) -> bool:
+        self.stats.submitted += 1
+        self.stats.shipped += 1
+        if self.on_shipped is not None and file_id is not None and end is not None:
+            self.on_shipped(file_id, end)
+        return True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float = 0.0) -> bool:
+        return True
+
+
+def make_sink(config: Any, on_shipped: OnShipped | None = None, **kwargs: Any):
+    """The sink the config asks for: Elasticsearch when hosts are set, else the local one."""
+    if config.elasticsearch.hosts:
+        return ElasticsearchSink(config.elasticsearch, on_shipped, state_dir=config.state_dir, **kwargs)
+    return LocalSink(on_shipped)
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict):
+            text += f" (caused by {cause.get('type')}: {cause.get('reason')})"
+        return text
+    return str(error)[:500]
