@@ -107,6 +107,7 @@ class IncidentBook:
         self.clock = clock
         self.incidents: dict[str, Incident] = {}
         self.silences: list[Silence] = []
+        self._seen_mtime: int | None = None  # the file as this book last read or wrote it
         if self.path and self.path.exists():
             self._load()
 
@@ -170,9 +171,32 @@ class IncidentBook:
         return sorted(items, key=lambda i: i.first_seen)
 
     # --- persistence ---------------------------------------------------------------------
+    def sync(self) -> bool:
+        """Take in what a person wrote to the file meanwhile (`incidents ack|silence` while the
+        daemon runs): acknowledgements and silences are merged, nothing of ours is lost."""
+        if not self.path or not self.path.exists():
+            return False
+        mtime = self.path.stat().st_mtime_ns
+        if mtime == self._seen_mtime:
+            return False
+        theirs = IncidentBook(self.path, self.clock)
+        for inc in theirs.incidents.values():
+            ours = self.incidents.get(inc.id)
+            if ours is None:
+                continue
+            ours.acknowledged |= inc.acknowledged
+            if inc.status == "silenced" and ours.status == "open":
+                ours.status = "silenced"
+        known = {(json.dumps(s.matchers, sort_keys=True), s.until) for s in self.silences}
+        self.silences += [s for s in theirs.silences
+                          if (json.dumps(s.matchers, sort_keys=True), s.until) not in known]
+        self._seen_mtime = mtime
+        return True
+
     def save(self) -> None:
         if not self.path:
             return
+        self.sync()
         now = self.clock()
         data = {"incidents": [asdict(i) for i in self.incidents.values()],
                 "silences": [asdict(s) for s in self.silences if s.until > now]}
@@ -183,8 +207,10 @@ class IncidentBook:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        self._seen_mtime = self.path.stat().st_mtime_ns
 
     def _load(self) -> None:
+        self._seen_mtime = self.path.stat().st_mtime_ns
         data = json.loads(self.path.read_text())
         self.incidents = {d["id"]: Incident(**d) for d in data.get("incidents", [])}
         self.silences = [Silence(**s) for s in data.get("silences", [])]

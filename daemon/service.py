@@ -24,7 +24,6 @@ from faultwarden.daemon.pipeline import Pipeline
 
 TICK_S = 1.0
 SAVE_EVERY_S = 30.0
-CAUGHT_UP_S = 60.0
 
 
 def serve(config: Config, cmd: list[str], dry_run: bool = False) -> int:
@@ -57,7 +56,8 @@ class FileParsers:
         from faultwarden.daemon.parse import Parser
 
         self._make = lambda source: Parser(source, host=host)
-        # (file_id, detect) -> [parser, end of the last line fed, monotonic time of it, its ship flag]
+        # (file_id, detect) -> [parser, end of the last line fed, monotonic time of it, its ship flag,
+        #                      the file's clock: its newest record time]
         self._parsers: dict[tuple[str, bool], list] = {}
 
     def feed(self, line, detect: bool) -> list[tuple[dict, int]]:
@@ -65,17 +65,31 @@ class FileParsers:
         key = (line.file_id, detect)
         entry = self._parsers.get(key)
         if entry is None:
-            entry = self._parsers[key] = [self._make(line.source), 0, 0.0, False]
+            entry = self._parsers[key] = [self._make(line.source), 0, 0.0, False, None]
         events = entry[0].feed(line.text, path=line.path, offset=line.offset, line_no=line.line_no,
-                               now=time.time())
+                               now=self._now(entry))
         entry[1], entry[2], entry[3] = line.end, time.monotonic(), line.ship
+        wall = time.time()
+        for event in events:
+            entry[4] = event["@timestamp"]
+            event["event.ingested"] = wall
         # Events released by this line all ended before it began.
         return [(e, line.offset) for e in events]
+
+    @staticmethod
+    def _now(entry) -> float:
+        """The time given to a record without a timestamp of its own: the file's own clock moved
+        on by the wall-clock time since its last line, as `diagnose` would date it for a backlog
+        read at once, and about the wall clock for a live job."""
+        if entry[4] is None:
+            return time.time()
+        return entry[4] + (time.monotonic() - entry[2])
 
     def flush(self, idle_s: float = 0.0) -> list[tuple[str, bool, bool, dict, int]]:
         """Records held by parsers quiet for `idle_s`: (file_id, detect, ship, event, end offset)."""
         out, now = [], time.monotonic()
-        for (file_id, detect), (parser, end, seen, ship) in self._parsers.items():
+        for (file_id, detect), entry in self._parsers.items():
+            parser, end, seen, ship, _ = entry
             if now - seen >= idle_s:
                 out += [(file_id, detect, ship, e, end) for e in parser.flush()]
         return out
@@ -89,7 +103,9 @@ class Service:
         self.log = logs.get("faultwarden.service")
         self.stop_requested = False
         self.reload_requested = False
-        self.newest_event = 0.0
+        self.newest_event = 0.0  # the newest event time read, and when it was read
+        self.newest_read_at = 0.0
+        self.book_changed = False
 
     # --- assembly --------------------------------------------------------------------------
     def _assemble(self) -> None:
@@ -130,10 +146,10 @@ class Service:
     def _make_sink(self):
         if not self.config.elasticsearch.hosts:
             return None
-        from faultwarden.daemon.ship import ElasticsearchSink, IncidentIndex
+        from faultwarden.daemon.ship import IncidentIndex
+        from faultwarden.daemon.ship.sink import make_sink
 
-        sink = ElasticsearchSink(self.config.elasticsearch, state_dir=self.state_dir,
-                                 on_shipped=lambda file_id, end: self.tailer.shipped(file_id, end))
+        sink = make_sink(self.config, on_shipped=lambda file_id, end: self.tailer.shipped(file_id, end))
         self.incident_index = IncidentIndex.from_config(self.config.elasticsearch)
         return sink
 
@@ -174,12 +190,14 @@ class Service:
                 now = time.monotonic()
                 if now - last_tick >= TICK_S:
                     self._release_held(FileParsers.IDLE_FLUSH_S)
-                    if not batch or self.newest_event >= time.time() - CAUGHT_UP_S:
-                        # Wall-clock time passes only once the backlog is read: replaying
-                        # an old log must not look like a hang.
-                        self.pipeline.tick(time.time())
+                    if not batch and self.newest_event:
+                        self.pipeline.tick(self._event_clock())
                     self._maybe_reload()
                     self.dispatcher.poll()
+                    self.book.sync()  # acks and silences given meanwhile by `faultwarden incidents`
+                    if self.book_changed:  # an opened incident survives a crash right away
+                        self.book.save()
+                        self.book_changed = False
                     rate = (self.pipeline.counters.events - events_at_tick) / (now - last_tick)
                     events_at_tick, last_tick = self.pipeline.counters.events, now
                     notifier.status(self._status(rate))
@@ -200,13 +218,22 @@ class Service:
                 self.metrics.events_parsed.inc()
                 if "parse_error" in event.get("tags", ()):
                     self.metrics.parse_errors.inc()
-                self.newest_event = max(self.newest_event, event.get("@timestamp") or 0.0)
+                if (event.get("@timestamp") or 0.0) >= self.newest_event:
+                    self.newest_event, self.newest_read_at = event["@timestamp"], time.monotonic()
                 self.pipeline.feed(event)
                 if self.sink and line.ship:
                     self.sink.submit(event, line.file_id, line.offset)
         elif line.ship and self.sink:
             for event, end in self.parsers.feed(line, detect=False):
                 self.sink.submit(event, line.file_id, end)
+
+    def _event_clock(self) -> float:
+        """Event time, moved on by the wall-clock time passed since the newest event was read.
+
+        Silence is measured from when lines stopped arriving, so a log of last month read at
+        start-up is not a month-long hang, while a live job that goes quiet is seen as one.
+        """
+        return self.newest_event + (time.monotonic() - self.newest_read_at)
 
     def _release_held(self, idle_s: float) -> None:
         for file_id, detect, ship, event, end in self.parsers.flush(idle_s):
@@ -219,6 +246,7 @@ class Service:
         self.metrics.findings.labels(fault=update.incident.fault).inc()
         if update.opened:
             self.metrics.incidents.labels(fault=update.incident.fault).inc()
+        self.book_changed = True
         if update.opened:
             from faultwarden.daemon.discover import link_incident
 
@@ -279,6 +307,7 @@ class Service:
         self.dispatcher.close()
         if self.sink:
             self.sink.close(timeout=20)
+            self.incident_index.close(timeout=10)
         self.tailer.close()
         self._save()
         self.log.info("stopped", events=self.pipeline.counters.events)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import yaml
+from svc_harness import Daemon
 
 LINES_OK = "".join(json.dumps({"step": i, "loss": 1.0 / (i + 1)}) + "\n" for i in range(5))
 
@@ -24,42 +25,6 @@ def write_config(tmp_path, **extra):
     path = tmp_path / "faultwarden.yaml"
     path.write_text(yaml.safe_dump(config))
     return path, logs
-
-
-class Daemon:
-    def __init__(self, tmp_path, config):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(tmp_path / "notify.sock"))
-        self.sock.settimeout(1)
-        env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "faultwarden.daemon.cli", "run", "--config", str(config)],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.messages: list[str] = []
-
-    def wait_message(self, prefix: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for m in self.messages:
-                if m.startswith(prefix):
-                    return m
-            assert self.proc.poll() is None, self.proc.stdout.read().decode()
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                pass
-        raise AssertionError(f"no {prefix!r} from the daemon; got {self.messages}")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(60)
-        self.sock.setblocking(False)
-        while True:  # what it said on the way out
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                break
-        self.sock.close()
-        return code
 
 
 def test_ready_detect_notify_reload_and_stop(tmp_path, webhook):
