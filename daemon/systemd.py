@@ -22,6 +22,8 @@ class Notifier:
         self.watchdog_interval = int(usec) / 2e6 if usec and ours else None
         self._last_ping = 0.0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if address else None
+        if self._sock is not None:
+            self._sock.setblocking(False)  # a reader that stopped reading must not stall the daemon
 
     def send(self, *fields: str) -> None:
         if self._sock is None:
