@@ -1,0 +1,162 @@
+"""The model file: one skops file that round-trips exactly and can run no code when loaded."""
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+
+import pytest
+
+from .logs import events, write_run
+
+PROBE_MODULE = '''
+import os, pathlib
+pathlib.Path(os.environ["FW_PROBE_MARKER"]).write_text("imported")
+
+class Probe:
+    def __init__(self):
+        self.x = 1
+
+    def __setstate__(self, state):
+        pathlib.Path(os.environ["FW_PROBE_MARKER"]).write_text("constructed")
+'''
+
+
+def rewrite(path, target, header=None, extra: dict | None = None):
+    """Copy a model file, with another header and/or extra payload entries."""
+    import skops.io
+
+    with zipfile.ZipFile(path) as src:
+        if extra is None:
+            members = {name: src.read(name) for name in src.namelist() if name != "faultwarden.json"}
+        else:
+            payload = skops.io.load(path, trusted=_trusted())
+            payload.update(extra)
+            with zipfile.ZipFile(__import__("io").BytesIO(skops.io.dumps(payload))) as fresh:
+                members = {name: fresh.read(name) for name in fresh.namelist()}
+        old_header = json.loads(src.read("faultwarden.json"))
+    with zipfile.ZipFile(target, "w") as out:
+        for name, data in members.items():
+            out.writestr(name, data)
+        out.writestr("faultwarden.json", json.dumps(header if header is not None else old_header))
+    return target
+
+
+def _trusted():
+    from faultwarden.detectors.anomaly.modelfile import TRUSTED_TYPES
+
+    return TRUSTED_TYPES
+
+
+@pytest.fixture(scope="module")
+def saved(run_model, tmp_path_factory):
+    from faultwarden.detectors.anomaly import save
+
+    path = tmp_path_factory.mktemp("model") / "runs.fwm"
+    save(run_model, path)
+    return path
+
+
+def test_round_trip_gives_identical_scores(run_model, saved, tmp_path):
+    from faultwarden.detectors.anomaly import AnomalyDetector, load
+
+    loaded = load(saved)
+    assert loaded.fingerprint == run_model.fingerprint and loaded.threshold == run_model.threshold
+    evs = events(write_run(tmp_path / "slow.log", "slow", seed=31, creep_from=150,
+                           inject={300: "watchdog: rank 2 stopped responding"}))
+    windows = []
+    windower = run_model.windower()
+    for e in evs:
+        windows += windower.add(e)
+    windows += windower.flush()
+    before, after = run_model.score(windows), loaded.score(windows)
+    assert [s.score for s in before] == [s.score for s in after]
+    assert [s.forest for s in before] == [s.forest for s in after]
+    assert [s.beyond for s in before] == [s.beyond for s in after]
+    found_before = [f.message for f in AnomalyDetector(run_model).scan(evs)]
+    found_after = [f.message for f in AnomalyDetector(loaded).scan(evs)]
+    assert found_before and found_before == found_after
+
+
+def test_the_file_is_one_zip_with_a_versioned_header(saved):
+    with zipfile.ZipFile(saved) as archive:
+        header = json.loads(archive.read("faultwarden.json"))
+        assert "schema.json" in archive.namelist()
+    assert header["format"] == "faultwarden-anomaly-model" and header["version"] == 1
+    assert header["name"] == "runs"
+
+
+def test_another_format_version_is_refused_naming_the_file(saved, tmp_path):
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    header = {"format": "faultwarden-anomaly-model", "version": 99, "name": "runs"}
+    future = rewrite(saved, tmp_path / "future.fwm", header=header)
+    with pytest.raises(ModelFileError) as caught:
+        load(future)
+    assert str(future) in str(caught.value)
+    assert "version 99" in str(caught.value) and "version 1" in str(caught.value)
+
+
+def test_a_foreign_type_is_refused_and_runs_nothing(saved, tmp_path, monkeypatch):
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    (tmp_path / "fw_probe_mod.py").write_text(PROBE_MODULE)
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("FW_PROBE_MARKER", str(marker))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fw_probe_mod
+
+    evil = rewrite(saved, tmp_path / "evil.fwm", extra={"probe": fw_probe_mod.Probe()})
+    marker.unlink()
+    monkeypatch.delitem(sys.modules, "fw_probe_mod")
+    with pytest.raises(ModelFileError) as caught:
+        load(evil)
+    assert str(evil) in str(caught.value) and "fw_probe_mod.Probe" in str(caught.value)
+    assert not marker.exists(), "loading imported or built the foreign type"
+    assert "fw_probe_mod" not in sys.modules
+
+
+def test_a_function_in_the_file_is_refused(saved, tmp_path):
+    import os
+
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    evil = rewrite(saved, tmp_path / "system.fwm", extra={"hook": os.system})
+    with pytest.raises(ModelFileError, match=r"refusing to load.*posix\.system"):
+        load(evil)
+
+
+def test_a_tree_with_out_of_range_nodes_is_refused(saved, tmp_path):
+    """skops warns that a crafted Tree can make predict read out of bounds: checked on load."""
+    import numpy as np
+    import skops.io
+
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    payload = skops.io.load(saved, trusted=_trusted())
+    tree = payload["forest"].estimators_[0].tree_
+    state = tree.__getstate__()
+    nodes = state["nodes"].copy()
+    inner = np.flatnonzero(nodes["left_child"] != -1)[0]
+    nodes["left_child"][inner] = len(nodes) + 1000
+    state["nodes"] = nodes
+    tree.__setstate__(state)
+    bad = tmp_path / "bad.fwm"
+    with zipfile.ZipFile(bad, "w") as out, zipfile.ZipFile(__import__("io").BytesIO(skops.io.dumps(payload))) as z:
+        for name in z.namelist():
+            out.writestr(name, z.read(name))
+        with zipfile.ZipFile(saved) as src:
+            out.writestr("faultwarden.json", src.read("faultwarden.json"))
+    with pytest.raises(ModelFileError, match="tree 0: a child index is out of range"):
+        load(bad)
+
+
+def test_not_a_model_is_refused_naming_the_file(tmp_path):
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    for path, words in ((text, "not a faultwarden anomaly model"), (tmp_path / "missing.fwm", "no such model file")):
+        with pytest.raises(ModelFileError) as caught:
+            load(path)
+        assert str(path) in str(caught.value) and words in str(caught.value)
