@@ -307,6 +307,8 @@ class Service:
         self.dispatcher.close()
         if self.sink:
             self.sink.close(timeout=20)
+            for incident in self.book.listing(include_closed=True):  # their final status
+                self.incident_index.upsert(incident)
             self.incident_index.close(timeout=10)
         self.tailer.close()
         self._save()

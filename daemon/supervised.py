@@ -74,7 +74,15 @@ def default_detectors(config: Config) -> list:
         ruleset = RuleSet.load(config.detectors.rules, include_default=config.detectors.default_rules)
     except FileError as exc:
         raise _Usage(str(exc)) from exc
-    return [RuleEngine(ruleset)]
+    detectors = [RuleEngine(ruleset)]
+    if config.detectors.anomaly.model:
+        from faultwarden.detectors.anomaly import AnomalyDetector, load
+
+        try:
+            detectors.append(AnomalyDetector(load(config.detectors.anomaly.model)))
+        except Exception as exc:  # a missing, foreign or damaged model file: say which and why
+            raise _Usage(f"detectors.anomaly.model: {exc}") from exc
+    return detectors
 
 
 def new_run_id() -> str:
@@ -164,6 +172,13 @@ class SupervisedRun:
                                                   self.run_dir),
             dry_run=dry_run, stop=self.stop_event, run_id=self.run_id, observer=observer)
         self.pipeline = Pipeline(detectors, self.book, on_incident=self._on_incident)
+        self.sink = self.incident_index = None
+        if config.elasticsearch.hosts:  # ship the job's events and incidents as the service does
+            from faultwarden.daemon.ship import IncidentIndex
+            from faultwarden.daemon.ship.sink import make_sink
+
+            self.sink = make_sink(config)
+            self.incident_index = IncidentIndex.from_config(config.elasticsearch)
         self.last_step: int | None = None
         self.signalled: int | None = None
         self.kill_at: float | None = None
@@ -192,6 +207,11 @@ class SupervisedRun:
             self.dispatcher.close()
             self.book.save()
             self.supervisor.close()
+            if self.sink is not None:
+                self.sink.close(timeout=20)
+                for incident in self.book.listing(include_closed=True):  # their final status
+                    self.incident_index.upsert(incident)
+                self.incident_index.close(timeout=10)
 
     def _loop(self) -> int:
         next_tick = time.monotonic() + TICK_S
@@ -276,9 +296,13 @@ class SupervisedRun:
         if isinstance(step, (int, float)) and not isinstance(step, bool):
             self.last_step = int(step)
         self.pipeline.feed(event)
+        if self.sink is not None:
+            self.sink.submit(event)  # named by its file and offset: a replay doubles nothing
 
     def _on_incident(self, update: Update) -> None:
         self.dispatcher.handle(update, step=self.last_step)
+        if self.incident_index is not None:
+            self.incident_index.upsert(update.incident)
 
     def _save_if_dirty(self) -> None:
         if self.dispatcher.dirty:

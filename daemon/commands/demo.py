@@ -95,7 +95,29 @@ def command(es_url, workdir, steps, save_every, nan_at_step) -> None:
     status = run_supervised(config, cmd, dry_run=False, observer=narrator)
     click.echo("")
     click.echo(summary(narrator, status))
+    click.echo("")
+    click.echo(incident_and_report(config, root))
     sys.exit(status)
+
+
+def incident_and_report(config, root: Path) -> str:
+    """The incident as the book keeps it, and an HTML report of the run's logs beside it."""
+    from faultwarden.daemon import report
+    from faultwarden.daemon.diagnose import diagnose
+    from faultwarden.daemon.incidents import IncidentBook
+    from faultwarden.detectors.rules import RuleSet
+
+    book = IncidentBook(Path(config.state_dir) / "incidents.json")
+    lines = []
+    for inc in book.listing(include_closed=True):
+        lines += [f"incident {inc.id}: {inc.fault} ({inc.severity}, {inc.status}) at "
+                  f"{inc.source['path']}:{inc.source['line']}", f"  {inc.message}", f"  advice: {inc.advice}"]
+        lines += [f"  action {a['action']}: {a['outcome']}" for a in inc.actions]
+    logs = sorted(str(p) for p in (Path(config.state_dir) / "runs").glob("*/*") if p.stat().st_size)
+    html = root / "report.html"
+    html.write_text(report.render(diagnose(logs, RuleSet.load([])), "html"))
+    lines.append(f"report: {html}  (also: faultwarden diagnose {' '.join(logs)})")
+    return "\n".join(lines)
 
 
 def summary(narrator: Narrator, status: int) -> str:
