@@ -17,6 +17,7 @@ missing=()
 command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(default-jdk-headless)
 command -v useradd >/dev/null || missing+=(passwd)
+command -v chromium >/dev/null || missing+=(chromium)  # the HTML report is opened in a real browser
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
