@@ -16,7 +16,14 @@ if [ -z "${FAULTWARDEN_TEST_ES_URL:-}" ]; then
     python3 scripts/es.py start --workdir "$es_dir" --timeout 900 >/dev/null 2>"$es_dir/start.err" &
     es_starter=$!
     export FAULTWARDEN_TEST_ES_STARTING="$es_dir"
-    trap 'kill $es_starter 2>/dev/null; wait $es_starter 2>/dev/null; python3 scripts/es.py stop --workdir "$es_dir"' EXIT
+    stop_es() {
+        # Under `set -e` a failing command here (the starter is long gone) would turn the run's
+        # exit status into 1: nothing in this trap may fail.
+        kill "$es_starter" 2>/dev/null || true
+        wait "$es_starter" 2>/dev/null || true
+        python3 scripts/es.py stop --workdir "$es_dir" || true
+    }
+    trap stop_es EXIT
 fi
 
 t=$(date +%s)
@@ -32,5 +39,5 @@ echo "scripts/test.sh: where the time went:"
 sed 's/^/  /' "$FAULTWARDEN_TIMINGS"
 rm -f "$FAULTWARDEN_TIMINGS"
 # pytest's 5 means no test ran: that is a failure of the test command, not a pass.
-[ "$status" -eq 5 ] && status=1
+if [ "$status" -eq 5 ]; then status=1; fi
 exit "$status"
