@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from faultwarden.detectors import yamlfile
 from faultwarden.detectors.yamlfile import FileError
@@ -24,9 +24,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Journald(Strict):
+    """The systemd journal as a source (kernel messages included: Xid and OOM-killer lines)."""
+
+    units: list[str] = Field([], description="Only these units (journalctl -u); empty: all.")
+    kernel: bool = Field(True, description="Include kernel messages (journalctl -k's).")
+    directory: str | None = Field(None, description="A journal directory (journalctl -D); default: the system's.")
+    files: list[str] = Field([], description="Journal files (journalctl --file), e.g. from systemd-journal-remote.")
+    journalctl: str = "journalctl"
+
+
 class Source(Strict):
-    paths: list[str] = Field(min_length=1, description="Files or globs; `**` recurses.")
+    paths: list[str] = Field([], description="Files or globs; `**` recurses.")
+    journald: Journald | None = Field(None, description="Read the systemd journal instead of files.")
     format: Literal["auto", "json", "text"] = "auto"
+    pattern: str | None = Field(
+        None, description="A regex with named groups for a format no built-in parser knows (HDFS, BGL, ...): "
+                          "groups named like event fields (timestamp, level, message, ml.step, labels.x) fill them.")
+    aliases: dict[str, str] = Field(
+        {}, description="More `key: value` progress-line keys mapped to event fields, e.g. {'lm loss': 'ml.loss'}.")
     service: str | None = None
     run_id: str | None = None
     dataset: Literal["training", "inference"] | None = None
@@ -39,7 +55,13 @@ class Source(Strict):
     def _one_path(cls, v):
         return [v] if isinstance(v, str) else v
 
-    @field_validator("multiline_start")
+    @model_validator(mode="after")
+    def _paths_or_journal(self):
+        if not self.paths and self.journald is None:
+            raise ValueError("a source needs `paths` (files or globs) or `journald`")
+        return self
+
+    @field_validator("multiline_start", "pattern")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
@@ -137,8 +159,14 @@ class Smtp(Strict):
     min_severity: Severity = "error"
 
 
+class Slack(Strict):
+    url: SecretStr = Field(description="The Slack incoming-webhook URL (a secret: whoever holds it can post).")
+    min_severity: Severity = "warning"
+
+
 class Notify(Strict):
     webhooks: list[Webhook] = []
+    slack: list[Slack] = []
     smtp: Smtp | None = None
 
 

@@ -47,7 +47,7 @@ def test_every_key_has_a_default_so_one_source_glob_works(tmp_path):
     ("""
      sources:
        - format: json
-     """, "faultwarden.yaml:2: sources.0.paths: Field required"),
+     """, "faultwarden.yaml:2: sources.0: a source needs `paths` (files or globs) or `journald`"),
     ("sources: [\n", "faultwarden.yaml:2: not valid YAML"),
     ("""
      elasticsearch:
