@@ -41,7 +41,9 @@ class Follower:
     seen: tuple[int, int] | None = None   # (size, mtime_ns) when identity was last checked
     idle_since: float = 0.0    # when its size last changed (monotonic)
     dirty: bool = True         # the registry row is behind
+    in_registry: bool = False  # its row was written (for a new file: before its first line went out)
     error: str | None = None   # the last open error, logged once
+    real_path: str | None = None   # `path` is a symlink to this (where to look for it by inode)
 
     @classmethod
     def restore(cls, record: Record, source: Source) -> "Follower":
@@ -49,11 +51,11 @@ class Follower:
                    fp_hash=record.fp_hash, det=record.detect_offset, det_line=record.detect_line,
                    snd=record.ship_offset, acked=record.ship_offset,
                    snd_line=record.detect_line if record.ship_offset == record.detect_offset else None,
-                   dirty=False)
+                   dirty=False, in_registry=True, real_path=record.real_path)
 
     def record(self) -> Record:
         return Record(self.file_id, self.dev, self.ino, self.path, self.fp_len, self.fp_hash,
-                      self.det, self.det_line, self.acked)
+                      self.det, self.det_line, self.acked, self.real_path)
 
     @property
     def key(self) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: real_path
 FILE_NAME = "tail.sqlite"
 
 _SCHEMA = """
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS files (
     fp_hash BLOB NOT NULL,        -- sha256 of those bytes
     detect_offset INTEGER NOT NULL,
     detect_line INTEGER NOT NULL, -- lines before detect_offset
-    ship_offset INTEGER NOT NULL  -- acknowledged by the sink
+    ship_offset INTEGER NOT NULL, -- acknowledged by the sink
+    real_path TEXT                -- where a symlink's bytes live (NULL: not a symlink)
 );
 CREATE INDEX IF NOT EXISTS files_inode ON files (dev, ino);
 """
@@ -46,6 +47,7 @@ class Record:
     detect_offset: int
     detect_line: int
     ship_offset: int
+    real_path: str | None = None
 
 
 class Registry:
@@ -64,6 +66,8 @@ class Registry:
                     f"{self.path}: written by a newer faultwarden (schema {version}, this one reads "
                     f"{SCHEMA_VERSION}); upgrade, or move the file away to read every file again")
             self._db.executescript(_SCHEMA)
+            if version == 1:   # a file found after a restart may live in its symlink's target folder
+                self._db.execute("ALTER TABLE files ADD COLUMN real_path TEXT")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as e:
             raise RegistryError(
@@ -72,22 +76,25 @@ class Registry:
 
     def load(self) -> list[Record]:
         rows = self._db.execute(
-            "SELECT file_id, dev, ino, path, fp_len, fp_hash, detect_offset, detect_line, ship_offset "
-            "FROM files ORDER BY rowid").fetchall()
+            "SELECT file_id, dev, ino, path, fp_len, fp_hash, detect_offset, detect_line, ship_offset, "
+            "real_path FROM files ORDER BY rowid").fetchall()
         return [Record(*row) for row in rows]
 
     def save(self, records: Iterable[Record]) -> None:
         """Write whole rows, all in one transaction."""
         rows = [(r.file_id, r.dev, r.ino, r.path, r.fp_len, r.fp_hash, r.detect_offset,
-                 r.detect_line, r.ship_offset) for r in records]
+                 r.detect_line, r.ship_offset, r.real_path) for r in records]
         if not rows:
             return
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id) DO UPDATE SET "
+                "INSERT INTO files (file_id, dev, ino, path, fp_len, fp_hash, detect_offset, "
+                "detect_line, ship_offset, real_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (file_id) DO UPDATE SET "
                 "dev=excluded.dev, ino=excluded.ino, path=excluded.path, fp_len=excluded.fp_len, "
                 "fp_hash=excluded.fp_hash, detect_offset=excluded.detect_offset, "
-                "detect_line=excluded.detect_line, ship_offset=excluded.ship_offset", rows)
+                "detect_line=excluded.detect_line, ship_offset=excluded.ship_offset, "
+                "real_path=excluded.real_path", rows)
 
     def ship(self, file_id: str, offset: int) -> None:
         """Move only the shipping cursor (the detection cursor has its own commit point)."""

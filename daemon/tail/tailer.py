@@ -16,7 +16,9 @@ than that are read at once, the fingerprint covering what there is and growing w
 The same inode with other leading bytes, or shorter than a cursor, is a new file read from 0
 (copytruncate, truncation, or an inode the file system gave again). `file_id` names one file for
 its whole life, across renames and restarts; it is made when the file is first seen
-(device.inode.first-seen-ns), so a wiped state dir means new ids and every file read again.
+(device.inode.first-seen-ns) and written to the registry before the file's first line goes out
+(so a crash replays that batch under the same id), and a wiped state dir means new ids and
+every file read again.
 The one case no identity can tell: an inode given to a new file that starts with the same bytes
 and is already as long as the old cursor — it is taken for the old file.
 A file found under several sources belongs to the first; renamed to a name still matched, it
@@ -31,8 +33,11 @@ is complete.
 
 Open files are bounded by `max_open`: the least recently read files still in place are closed
 and opened again by path when they grow (their identity checked on reopening). A closed file
-that is renamed away is looked for by inode in its folder; one deleted while closed cannot be
-read to its end (only an open handle keeps a deleted file's bytes) — what was not read is lost.
+that is renamed away (or found again after a restart) is looked for by inode in its folder, and
+in its target's folder when its path is a symlink (the target's path is kept in the registry, so
+a link turned to another file while the daemon was down still finds the old target). One
+deleted while closed cannot be read to its end (only an open handle keeps a deleted file's
+bytes) — what was not read is lost.
 Detached files are never closed before they are done, so they may take the count past
 `max_open` for a while. A deleted file stays open until its lines have all been handed to the
 sink, which may be long if the sink is down (its disk space is freed when it is let go).
@@ -235,6 +240,12 @@ class Tailer:
         if not same:
             f = self._replace(f, now)
             f.observe(now)
+        if not f.in_registry:
+            # Before its first line goes out: after a crash the file must be found under the
+            # same id, or the batch in hand comes again under other (file_id, offset) pairs and
+            # the sink's document ids no longer tell the repeat.
+            self._registry.save([f.record()])
+            f.in_registry, f.dirty = True, False
         if not f.wants_read(self.max_unshipped_bytes):
             return []
         try:
@@ -283,11 +294,15 @@ class Tailer:
                 if (st.st_size, st.st_mtime_ns) != f.seen:
                     self._pending.add(f.file_id)
             by_path[path] = f
-            if os.path.islink(path):
+            real = os.path.realpath(path) if os.path.islink(path) else None
+            if real is not None:
                 # Writes land on the target: its events name the target's path and folder.
-                real = os.path.realpath(path)
                 by_path[real] = f
                 extra_roots.add((os.path.dirname(real), False))
+            if f.real_path != real:
+                # Kept in the registry: once the link is turned to another file, the old target
+                # is looked for there after a restart, not in the link's folder.
+                f.real_path, f.dirty = real, True
         self._by_path = by_path
         for f in [f for f in self._followers.values() if f.key not in found]:
             if f.attached:
@@ -323,7 +338,7 @@ class Tailer:
     def _reopen(self, f: Follower, now: float) -> bool:
         """Open a closed follower's file, by its path or else by its inode in the same folder;
         forget it if it is gone."""
-        for path in (f.path, *_same_inode(f)):
+        for path in (f.path, *filter(None, [f.real_path]), *_same_inode(f)):
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except (FileNotFoundError, NotADirectoryError):
@@ -358,7 +373,7 @@ class Tailer:
         """The inode now holds another file (truncated, rewritten): follow it from 0."""
         log.info("tail.file_replaced", path=old.path, file_id=old.file_id, unread_from=old.det)
         new = Follower(_new_id(old.key), old.dev, old.ino, old.path, old.source, fd=old.fd,
-                       attached=old.attached)
+                       attached=old.attached, real_path=old.real_path)
         old.fd = None
         for path in [p for p, g in self._by_path.items() if g is old]:
             self._by_path[path] = new
@@ -397,7 +412,7 @@ class Tailer:
         dirty = [f for f in self._followers.values() if f.dirty]
         self._registry.save(f.record() for f in dirty)
         for f in dirty:
-            f.dirty = False
+            f.dirty, f.in_registry = False, True
 
 
 _last_ns = 0
@@ -411,9 +426,14 @@ def _new_id(key: tuple[int, int]) -> str:
 
 
 def _same_inode(f: Follower) -> list[str]:
-    """Paths in the follower's folder that hold its inode (a file renamed while closed)."""
-    try:
-        with os.scandir(os.path.dirname(f.path)) as entries:
-            return [e.path for e in entries if e.inode() == f.ino and e.path != f.path]
-    except OSError:
-        return []
+    """Paths in the follower's folder (and its symlink target's) that hold its inode (a file
+    renamed while closed, or while the daemon was down)."""
+    found = []
+    for folder in dict.fromkeys(os.path.dirname(p) for p in (f.path, f.real_path) if p):
+        try:
+            with os.scandir(folder) as entries:
+                found += [e.path for e in entries
+                          if e.inode() == f.ino and e.path not in (f.path, f.real_path)]
+        except OSError:
+            pass
+    return found

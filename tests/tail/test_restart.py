@@ -133,3 +133,63 @@ def test_file_replaced_in_place_while_down_is_read_from_its_start(h):
     assert got[0].file_id != old.file_id and got[0].offset == 0
     t.read(0)
     assert list(h.registry_rows()) == [got[0].file_id]
+
+
+def test_symlink_turned_while_down_still_finds_its_old_target_in_another_folder(h):
+    # The old target is found by inode: in the link's folder it is not, in the target's folder
+    # it is (the registry keeps where the link pointed).
+    runs = h.tmp / "runs"
+    runs.mkdir()
+    link = h.logs / "current.log"
+    append(runs / "a.log", "a 1\n")
+    os.symlink(runs / "a.log", link)
+    t = h.tailer(link, partial_flush_s=0.2)
+    (first,) = read_texts(t, ["a 1"])
+    t.close()
+
+    append(runs / "a.log", "a 2, written while the daemon was down\n")
+    append(runs / "b.log", "b 1\n")
+    os.symlink(runs / "b.log", h.logs / "next.tmp")
+    os.replace(h.logs / "next.tmp", link)
+    t = h.tailer(link, partial_flush_s=0.2)
+    got = read_until(t, lambda ls: len([x for x in ls if x.detect]) >= 2)
+    old = [x for x in got if x.file_id == first.file_id and x.detect]
+    assert [(x.text, x.line_no) for x in old] == [("a 2, written while the daemon was down", 2)]
+    assert texts([x for x in got if x.file_id != first.file_id]) == ["b 1"]
+
+
+def test_a_crash_replays_a_new_files_first_batch_under_the_same_file_id(h):
+    # The first lines of a file never seen before go out in one batch; the process dies before
+    # the next read() commits. The file's row was written before those lines went out, so the
+    # replay carries the same (file_id, offset) pairs: the sink's document ids tell the repeat.
+    log = h.logs / "train.log"
+    append(log, "one\ntwo\n")
+    crashed = h.tailer(log)
+    batch = read_texts(crashed, ["one", "two"])      # in hand, never committed
+    again = read_texts(h.tailer(log), ["one", "two"])  # another process on the same state dir
+    assert [(x.file_id, x.offset, x.detect, x.ship) for x in again] == [
+        (x.file_id, x.offset, True, True) for x in batch]
+
+
+def test_a_registry_of_the_first_schema_is_upgraded_in_place(h):
+    import sqlite3
+
+    from faultwarden.daemon.tail.registry import Record, Registry
+
+    h.state.mkdir()
+    db = sqlite3.connect(h.state / "tail.sqlite")
+    db.executescript("""
+        CREATE TABLE files (file_id TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+            path TEXT NOT NULL, fp_len INTEGER NOT NULL, fp_hash BLOB NOT NULL,
+            detect_offset INTEGER NOT NULL, detect_line INTEGER NOT NULL, ship_offset INTEGER NOT NULL);
+        INSERT INTO files VALUES ('1.2.3', 1, 2, '/logs/a.log', 4, x'00', 4, 1, 0);
+        PRAGMA user_version=1;
+    """)
+    db.close()
+    registry = Registry(h.state)
+    try:
+        assert registry.load() == [Record("1.2.3", 1, 2, "/logs/a.log", 4, b"\0", 4, 1, 0, None)]
+        registry.save([Record("1.2.3", 1, 2, "/logs/a.log", 4, b"\0", 8, 2, 4, "/runs/a.log")])
+        assert registry.load()[0].real_path == "/runs/a.log"
+    finally:
+        registry.close()
