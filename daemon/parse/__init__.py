@@ -36,8 +36,20 @@ Formats, recognised line by line (source format `auto`; `json` treats every line
   kept: `message` the raw line, `tags: ["parse_error"]`, `error.message` why. Bytes that are not
   UTF-8 are decoded with replacement characters and tagged `invalid_utf8` (so is text handed in
   that already holds U+FFFD, the mark a reader leaves when it decoded with errors="replace").
-- NCCL debug lines (`host:pid:tid [dev] NCCL WARN ...`) and Python warnings
-  (`x.py:12: FutureWarning: ...`) keep their whole line as `message` but get a `log.level`.
+- NCCL debug lines (`host:pid:tid [dev] NCCL WARN ...`, with or without the source location
+  NCCL puts before WARN), Python warnings (`x.py:12: FutureWarning: ...`) and CUDA device-side
+  asserts keep their whole line as `message` but get a `log.level`.
+- System and serving headers: syslog (`May  1 12:00:00 host kernel: ...` → `host.name`,
+  `process.name`), journalctl's short-iso kernel lines, `dmesg -T`, vLLM
+  (`INFO 05-01 12:00:00 [file.py:12] msg`), TensorFlow's glog after an ISO time. Years missing
+  from a header are the year of the time read.
+- Inside any text message: an NVIDIA Xid (`NVRM: Xid (PCI:...): 79, ...` → `labels.gpu_xid`,
+  `labels.gpu_pci`, `log.level: error`) and an HTTP request line with its status (uvicorn, the
+  combined access log → `http.request.method`, `url.original`, `http.version`,
+  `http.response.status_code`, uvicorn's `client.address`/`client.port`).
+- The design's numeric `ml.*` fields (`fields.NUMERIC_ML`) only ever hold numbers; anything else
+  sent there goes to `labels.ml_<name>`. Integers past 64 bits become floats; an epoch number
+  that is negative or past the year 2286 is not taken for a time.
 """
 from faultwarden.daemon.parse.files import read_file
 from faultwarden.daemon.parse.parser import Event, Parser

@@ -51,6 +51,13 @@ ML_NAMES = {
     "world_size": "ml.world_size",
 }
 
+# The design's numeric ml.* fields (mapped long/double in Elasticsearch): a value there that is
+# not a number goes to labels.* instead, so one odd record neither fails its document nor hands
+# a rule a string where it compares numbers.
+NUMERIC_ML = frozenset(ML_NAMES.values()) | {
+    "ml.memory.rss_bytes", "ml.memory.gpu_allocated_bytes", "ml.memory.gpu_reserved_bytes",
+    "ml.checkpoint.step"}
+
 # Roots of the ECS object fields (and ours): keys under them keep their dotted names.
 ECS_ROOTS = frozenset("""
 agent client cloud container data_stream destination device dll dns ecs email error event faas
@@ -87,6 +94,8 @@ _PLANS: dict[str, tuple] = {
 }
 for _key, _name in ML_NAMES.items():
     _PLANS[_key] = (_ML, _name, "labels." + _key)
+for _name in NUMERIC_ML:
+    _PLANS[_name] = (_ML, _name, "labels." + _name.replace(".", "_"))
 _FIXED_PLANS = len(_PLANS)
 _PLANS_MAX = _FIXED_PLANS + 10_000
 
@@ -125,8 +134,10 @@ def _plan_for(key: str) -> tuple:
 def _put(name_num: str, name_str: str, value, out: dict) -> None:
     """A leaf value of an unknown key: numbers under ml.*, strings and the rest under labels.*."""
     kind = type(value)
-    if kind is int or kind is float:
+    if kind is float:
         out[name_num] = value
+    elif kind is int:
+        out[name_num] = value if -_LONG <= value < _LONG else float(value)
     elif kind is str or kind is bool:
         out[name_str] = value
     elif kind is list:
@@ -161,10 +172,30 @@ def _flatten(prefix: str, obj: dict, out: dict) -> None:
             out[prefix + key] = value
 
 
+def _flatten_ml(prefix: str, obj: dict, out: dict) -> None:
+    """`{"ml": {...}}` (ecs-logging nests dotted names) → dotted names, the design's numeric
+    fields kept numeric."""
+    for key, value in obj.items():
+        name = prefix + key
+        if type(value) is dict:
+            _flatten_ml(name + ".", value, out)
+        elif value is not None and name not in NUMERIC_ML:
+            out[name] = value
+        elif value is not None:
+            number = _number(value)
+            if number is not None:
+                out[name] = number
+            else:
+                label = "labels." + name.replace(".", "_")
+                _put(label, label, value, out)
+
+
 def _number(value):
     kind = type(value)
-    if kind is float or kind is int:
+    if kind is float:
         return value
+    if kind is int:
+        return value if -_LONG <= value < _LONG else float(value)
     if kind is str:
         try:
             return float(value)
@@ -182,7 +213,10 @@ def map_record(record: dict, out: dict) -> None:
         action = plan[0]
         if action == _KEEP:
             if type(value) is dict:
-                _flatten(plan[1], value, out)
+                if plan[1] == "ml.":
+                    _flatten_ml("ml.", value, out)
+                else:
+                    _flatten(plan[1], value, out)
             elif value is not None:
                 out[plan[2]] = value
         elif action == _ML:
@@ -195,7 +229,8 @@ def map_record(record: dict, out: dict) -> None:
             if type(value) is str:
                 out["log.level"] = level_name(value)
             elif value is not None:
-                out["labels." + key.replace(".", "_")] = value
+                name = "labels." + key.replace(".", "_")
+                _put(name, name, value, out)
         elif action == _MESSAGE:
             if type(value) is str:
                 out["message"] = value
@@ -277,11 +312,18 @@ _FLAT_DICT = re.compile(rf"\{{\s*(?:'[^'\\]*':\s*{_NUMBER}\s*(?:,\s*|(?=\}})))*\
 _FLAT_PAIR = re.compile(rf"'([^'\\]*)':\s*({_NUMBER})")
 
 
-def _flat_number(text: str):
+def whole_number(text: str) -> int | float:
+    """A number literal: an int, as a float past 64 bits (what Elasticsearch's long holds;
+    Python's int() refuses more than 4300 digits); anything else float() reads ('nan', '2e-05')."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        return float(text)  # also 'nan', '-inf'
+        return float(text)
+    return value if -_LONG <= value < _LONG else float(text)
+
+
+_LONG = 1 << 63
+_flat_number = whole_number
 
 
 def literal(text: str):
@@ -315,6 +357,8 @@ def _dotted(node) -> str | None:
 
 def _value(node):
     if isinstance(node, ast.Constant):
+        if type(node.value) is int and not -_LONG <= node.value < _LONG:
+            return float(node.value) if node.value.bit_length() < 1024 else math.copysign(math.inf, node.value)
         if isinstance(node.value, (str, int, float, bool)) or node.value is None:
             return node.value
     elif isinstance(node, ast.Dict):

@@ -50,7 +50,7 @@ def _json_slowly(line: str):
     """orjson refuses NaN/Infinity (Python's json.dumps writes them) and says less about where
     a line is broken; the standard library takes both."""
     try:
-        return json.loads(line)
+        return json.loads(line, parse_int=fieldmap.whole_number)
     except (ValueError, RecursionError) as e:
         raise ValueError(f"not valid JSON: {e}") from None
 

@@ -101,6 +101,7 @@ def parse_glog(month_day: str, clock: str, now: float) -> float | None:
     """glog's 'MMDD HH:MM:SS.ffffff' has no year: take the year of `now`, or the year before
     when that would put the record more than a day in the future (a December log read in
     January)."""
+    month_day = month_day.replace("-", "").zfill(4)   # c10 writes May 1 as `501`, vLLM `05-01`
     year = time.localtime(now if math.isfinite(now) else None).tm_year
     stamp = parse_iso(f"{year}-{month_day[:2]}-{month_day[2:]} {clock}")
     if stamp is not None and stamp > now + 86400:
@@ -108,12 +109,16 @@ def parse_glog(month_day: str, clock: str, now: float) -> float | None:
     return stamp
 
 
+# Epoch seconds this side of the year 2286: a number past it (or negative) is not a time.
+_LATEST = 1e10
+
+
 def from_epoch(number: float) -> float | None:
-    """Epoch seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude)."""
-    if not math.isfinite(number):
+    """Epoch seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude);
+    None for a number that is none of them (negative, non-finite, too large)."""
+    if not (0 <= number < _LATEST * 1e9):  # also NaN
         return None
-    size = abs(number)
-    unit = 1e9 if size >= 1e17 else 1e6 if size >= 1e14 else 1e3 if size >= 1e11 else 1
+    unit = 1e9 if number >= 1e17 else 1e6 if number >= 1e14 else 1e3 if number >= 1e11 else 1
     if unit == 1:
         return float(number)
     if type(number) is int:  # whole seconds apart first: a float has no room for 19 digits
