@@ -18,6 +18,7 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(default-jdk-headless)
 command -v useradd >/dev/null || missing+=(passwd)
 command -v chromium >/dev/null || missing+=(chromium)  # the HTML report is opened in a real browser
+command -v /lib/systemd/systemd-journal-remote >/dev/null || missing+=(systemd-journal-remote)  # real journal files for the journald source tests
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
