@@ -118,6 +118,9 @@ class Service:
         self._restore_detector_state()
         self.rule_watcher = RuleWatcher(self.config.detectors.rules, include_default=self.config.detectors.default_rules)
         self.dispatcher = self._make_dispatcher()
+        from faultwarden.daemon.journald import open_journals
+
+        self.journals = open_journals(self.config.sources, self.state_dir)
         self.sink = self._make_sink()
         self.pipeline = Pipeline(self.detectors, self.book, on_incident=self._on_incident)
         self.tailer = Tailer(self.config.sources, self.state_dir / "tail",
@@ -149,9 +152,19 @@ class Service:
         from faultwarden.daemon.ship import IncidentIndex
         from faultwarden.daemon.ship.sink import make_sink
 
-        sink = make_sink(self.config, on_shipped=lambda file_id, end: self.tailer.shipped(file_id, end))
+        sink = make_sink(self.config, on_shipped=self._shipped)
         self.incident_index = IncidentIndex.from_config(self.config.elasticsearch)
         return sink
+
+    def _shipped(self, file_id: str, end: int) -> None:
+        """The sink's acknowledgement (on its thread): a file's shipping cursor, or a journal's."""
+        from faultwarden.daemon.journald import FILE_ID_PREFIX
+
+        if file_id.startswith(FILE_ID_PREFIX):
+            for reader in self.journals:
+                reader.shipped(file_id, end)
+        else:
+            self.tailer.shipped(file_id, end)
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -184,13 +197,14 @@ class Service:
                 batch = self.tailer.read(timeout=0.5)
                 for line in batch:
                     self._handle(line)
+                journal_events = self._read_journals()
                 if self.dispatcher.pending:
                     self.dispatcher.stop_job()
                     self.dispatcher.recover()
                 now = time.monotonic()
                 if now - last_tick >= TICK_S:
                     self._release_held(FileParsers.IDLE_FLUSH_S)
-                    if not batch and self.newest_event:
+                    if not batch and not journal_events and self.newest_event:
                         self.pipeline.tick(self._event_clock())
                     self._maybe_reload()
                     self.dispatcher.poll()
@@ -226,6 +240,34 @@ class Service:
         elif line.ship and self.sink:
             for event, end in self.parsers.feed(line, detect=False):
                 self.sink.submit(event, line.file_id, end)
+
+    def _read_journals(self) -> int:
+        """What the journald sources wrote meanwhile (no waiting: the tailer's read waited)."""
+        from faultwarden.daemon.journald import JournaldError
+
+        count = 0
+        for reader in list(self.journals):
+            try:
+                entries = reader.read(timeout=0)
+            except JournaldError as exc:  # journalctl stopped: that source ends, the rest go on
+                self.log.error("journald source stopped", error=str(exc))
+                reader.close()
+                # Rebound, not changed in place: the sink's thread may be walking the list.
+                self.journals = [r for r in self.journals if r is not reader]
+                continue
+            for event, position in entries:
+                self.metrics.lines_read.inc()
+                self.metrics.events_parsed.inc()
+                if position.detect:  # False: read before a restart, only shipping needs it again
+                    if (event.get("@timestamp") or 0.0) >= self.newest_event:
+                        self.newest_event, self.newest_read_at = event["@timestamp"], time.monotonic()
+                    self.pipeline.feed(event)
+                if self.sink:
+                    self.sink.submit(event, position.file_id, position.end)
+            if entries and not self.sink:  # nothing to wait for: done once detected
+                reader.acked(entries[-1][1])
+            count += len(entries)
+        return count
 
     def _event_clock(self) -> float:
         """Event time, moved on by the wall-clock time passed since the newest event was read.
@@ -311,5 +353,7 @@ class Service:
                 self.incident_index.upsert(incident)
             self.incident_index.close(timeout=10)
         self.tailer.close()
+        for reader in self.journals:  # after the sink: its last acknowledgements are stored
+            reader.close()
         self._save()
         self.log.info("stopped", events=self.pipeline.counters.events)
