@@ -39,14 +39,20 @@ def command() -> None:
 @command.command("validate")
 @config_option
 @rules_option
-def validate(config_path, rule_dirs) -> None:
+@click.argument("paths", nargs=-1, type=click.Path())
+def validate(config_path, rule_dirs, paths) -> None:
     """Load every rule and run its examples through the real parser.
+
+    PATHS are rule folders or files to check, layered after the default pack, the config's
+    folders and --rules, as the daemon would run them (so a rule may override or switch off
+    a default one). A file that is already loaded (`rules validate rules/` over the default
+    pack's own folder) is read once.
 
     Exit 0: all good; 1: an example does not fire (or stays not quiet); 2: a rule file error.
     """
     from faultwarden.daemon.rulecheck import check_examples
 
-    ruleset = load_rules(load_config(config_path), rule_dirs)
+    ruleset = load_rules(load_config(config_path), (*rule_dirs, *paths))
     results = check_examples(ruleset)
     failed = [r for r in results if not r.ok]
     for r in failed:

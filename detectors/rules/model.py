@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from faultwarden.detectors.finding import FAULTS
 from faultwarden.detectors.rules import regex
@@ -59,6 +60,8 @@ class Strict(BaseModel):
 
 
 # --- match ---------------------------------------------------------------------------------
+MATCH_KEYS = frozenset({"all", "any", "not", "message"})
+BARE_FIELDS = frozenset({"message", "tags", "@timestamp"})  # the event fields without a dot
 class FieldTest(Strict):
     """Tests on one field; several in one mapping must all hold."""
 
@@ -101,6 +104,21 @@ class Match(BaseModel):
     message: FieldTest | None = Field(
         None, description="The event's text: `message`, plus `error.message` and "
                           "`error.stack_trace` when the parser split a traceback out")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bare_field(cls, data: Any) -> Any:
+        # Event fields are dotted ECS names; `message`, `tags` and `@timestamp` are the only
+        # bare ones. A bare key here is a typo (`mesage`, `anyy`) that would otherwise be read
+        # as a test on a field no event has: a rule that silently never fires.
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and "." not in key and key not in MATCH_KEYS and key not in BARE_FIELDS:
+                    raise PydanticCustomError(
+                        "unknown_field", "'{key}' is not a match key ({keys}) nor an event field (those are "
+                        "dotted: log.level, ml.loss, labels.run_id)",
+                        {"key": key, "keys": ", ".join(sorted(MATCH_KEYS))})
+        return data
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Match":

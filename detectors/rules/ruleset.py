@@ -6,16 +6,17 @@ try an edited folder and keep its running rules when the edit is broken (`RuleWa
 """
 from __future__ import annotations
 
+import difflib
 import os
-import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from pydantic import ValidationError
 
 from faultwarden.detectors import yamlfile
+from faultwarden.detectors.rules.errors import located, readable
 from faultwarden.detectors.rules.model import CONDITIONS, SWITCH_KEYS, Rule, Switch
 from faultwarden.detectors.yamlfile import Document, FileError
 
@@ -71,8 +72,8 @@ class RuleSet:
         files = list(rule_files(folders, include_default))
         layered: dict[str, LoadedRule] = {}
         for path in files:
-            for item in read_file(path):
-                _layer(layered, item, path)
+            for index, item in enumerate(read_file(path)):
+                _layer(layered, item, path, index)
         return cls(tuple(layered.values()), tuple(files))
 
 
@@ -82,15 +83,28 @@ def default_pack_files() -> list[str]:
 
 
 def rule_files(folders: list[str] | tuple[str, ...], include_default: bool = True) -> Iterator[str]:
-    """The rule files in layering order: default pack, then each folder's files by name."""
+    """The rule files in layering order: default pack, then each folder's files by name.
+
+    A file named twice (the default pack's own folder given as a path, as in
+    `rules validate rules/` in a checkout, or a folder listed twice) is read once, where it
+    first comes: reading it again would only clash with itself."""
+    seen: set[str] = set()
+
+    def once(paths: Iterable[str]) -> Iterator[str]:
+        for path in paths:
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                yield path
+
     if include_default:
-        yield from default_pack_files()
+        yield from once(default_pack_files())
     for folder in folders:
         p = Path(folder)
         if p.is_file():
-            yield str(p)
+            yield from once([str(p)])
         elif p.is_dir():
-            yield from sorted(str(f) for f in p.iterdir() if f.suffix in RULE_SUFFIXES and f.is_file())
+            yield from once(sorted(str(f) for f in p.iterdir() if f.suffix in RULE_SUFFIXES and f.is_file()))
         else:
             raise FileError(folder, None, None, "no such rule folder or file")
 
@@ -100,7 +114,10 @@ Entry = tuple[Rule | Switch, int | None, dict[tuple[str, int], int]]
 
 def read_file(path: str) -> list[Entry]:
     """Every entry of one rule file, validated, with its line and its examples' lines."""
-    doc = yamlfile.read(path)
+    try:
+        doc = yamlfile.read(path)
+    except FileError as exc:  # a duplicate key is named `rules.0.x` there: say `rules[0].x` as elsewhere
+        raise readable(exc) from None
     data = doc.data
     if data is None:
         return []
@@ -139,31 +156,30 @@ def _entry(doc: Document, item: Any, i: int) -> Rule | Switch:
     try:
         return model.model_validate(item)
     except ValidationError as exc:
-        raise _readable(yamlfile.validation_error(doc, exc, base)) from None
+        err = located(doc, exc, base)
+        rule_id = item.get("id")
+        if isinstance(rule_id, str) and rule_id and not (err.field or "").endswith(".id"):
+            # which rule, for a reader scanning a long file
+            err = FileError(err.path, err.line, err.field, f"{err.message} (rule {rule_id})")
+        raise err from None
 
 
-_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
-
-
-def _readable(err: FileError) -> FileError:
-    """`rules.3.match.any.0` → `rules[3].match.any[0]`; drop pydantic's "Value error, " prefix."""
-    field = _INDEX.sub(r"[\1]", err.field) if err.field else err.field
-    message = err.message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return FileError(err.path, err.line, field, message)
-
-
-def _layer(layered: dict[str, LoadedRule], item: Entry, path: str) -> None:
+def _layer(layered: dict[str, LoadedRule], item: Entry, path: str, index: int) -> None:
     entry, line, examples = item
     earlier = layered.get(entry.id)
     where = f"{path}:{line}" if line else path
+    field = f"rules[{index}].id"
     if isinstance(entry, Switch):
         if earlier is None:
-            raise FileError(path, line, "id", f"no earlier rule {entry.id!r} to turn {'on' if entry.enabled else 'off'}")
+            close = difflib.get_close_matches(entry.id, list(layered), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise FileError(path, line, field,
+                            f"no earlier rule {entry.id!r} to turn {'on' if entry.enabled else 'off'}{hint}")
         layered[entry.id] = replace(earlier, rule=earlier.rule.model_copy(update={"enabled": entry.enabled}),
                                     switched_by=where)
         return
     if earlier is not None and not entry.override:
-        raise FileError(path, line, "id", f"rule {entry.id!r} is already defined at {earlier.origin}; "
+        raise FileError(path, line, field, f"rule {entry.id!r} is already defined at {earlier.origin}; "
                                           "set `override: true` to replace it")
     layered[entry.id] = LoadedRule(entry, path, line, example_lines=examples)
 
