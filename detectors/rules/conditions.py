@@ -15,7 +15,7 @@ from typing import Any, Callable
 from faultwarden.detectors.finding import Event
 from faultwarden.detectors.rules import match as m
 from faultwarden.detectors.rules import regex
-from faultwarden.detectors.rules.model import Change, Flatline, Match, NotFinite, Outlier, Spike, Threshold
+from faultwarden.detectors.rules.model import Flatline, Match, NotFinite, Outlier, Spike, Threshold
 
 MAX_LINE = 2000  # evidence lines are capped: a 50 kB traceback stays readable
 MAX_WINDOW = 100_000  # a time window keeps at most this many values (memory and state size)
@@ -38,16 +38,26 @@ def where(ev: Event) -> WhereT:
 
 
 def line(ev: Event) -> str:
-    text = ev.get("message")
+    return clip(ev.get("message"))
+
+
+def clip(text: Any) -> str:
+    """An event's message as evidence: text, at most MAX_LINE characters."""
     text = text if isinstance(text, str) else ("" if text is None else str(text))
     return text if len(text) <= MAX_LINE else text[:MAX_LINE] + " …"
 
 
 def number(v: Any) -> float | None:
     """A finite number from the event, or None (missing, text, bool, NaN, inf)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if type(v) is float:  # the usual case first: `v - v` is 0.0 exactly when v is finite
+        return v if v - v == 0.0 else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an int beyond any float (a dict line can hold 10**400)
+        return None
+    return v if math.isfinite(v) else None
 
 
 def show(x: Any) -> Any:
@@ -172,7 +182,7 @@ class NotFiniteCond(Condition):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             judged = True
-            if not math.isfinite(v):
+            if isinstance(v, float) and not math.isfinite(v):  # an int is finite however large
                 explanation = {"field": name, "value": show(float(v))}
                 at = ""
                 for progress in ("ml.step", "ml.epoch"):  # where in training it happened
@@ -187,10 +197,81 @@ class NotFiniteCond(Condition):
 ORDER_AGGS = {"max", "min", "p95", "p99"}
 
 
+class Sorted:
+    """The values of a window in order, as a list of sorted chunks of at most 2 x LOAD values.
+
+    A busy service keeps tens of thousands of latencies in a 5-minute window; in one plain
+    sorted list every event would move all of them twice (insert the new, delete the oldest).
+    Here an event moves at most one chunk; max, min and the percentiles near either end are
+    found by walking a few chunks from that end."""
+
+    LOAD = 1000
+
+    def __init__(self) -> None:
+        self.chunks: list[list[float]] = []
+        self.maxes: list[float] = []  # the last (largest) value of each chunk
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        if not self.chunks:
+            self.chunks.append([value])
+            self.maxes.append(value)
+            return
+        i = bisect_left(self.maxes, value)  # the first chunk whose largest is >= value
+        if i == len(self.chunks):
+            i -= 1
+            chunk = self.chunks[i]
+            chunk.append(value)
+            self.maxes[i] = value
+        else:
+            chunk = self.chunks[i]
+            insort(chunk, value)
+        if len(chunk) > 2 * self.LOAD:
+            upper = chunk[self.LOAD:]
+            del chunk[self.LOAD:]
+            self.chunks.insert(i + 1, upper)
+            self.maxes.insert(i + 1, upper[-1])
+            self.maxes[i] = chunk[-1]
+
+    def remove(self, value: float) -> None:
+        """`value` must be in the window (it was added and not removed since)."""
+        i = bisect_left(self.maxes, value)
+        chunk = self.chunks[i]
+        del chunk[bisect_left(chunk, value)]
+        self.n -= 1
+        if chunk:
+            self.maxes[i] = chunk[-1]
+        else:
+            del self.chunks[i]
+            del self.maxes[i]
+
+    def __getitem__(self, k: int) -> float:
+        """The k-th smallest (negative k: from the largest, as for a list)."""
+        if k < 0:
+            k += self.n
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        if k < self.n // 2:
+            for chunk in self.chunks:
+                if k < len(chunk):
+                    return chunk[k]
+                k -= len(chunk)
+        k = self.n - 1 - k  # from the top: p95/p99 and max live there
+        for chunk in reversed(self.chunks):
+            if k < len(chunk):
+                return chunk[len(chunk) - 1 - k]
+            k -= len(chunk)
+        raise IndexError(k)  # pragma: no cover - n and the chunks always agree
+
+
 @dataclass
 class Window:
     entries: deque = field(default_factory=deque)  # (t, value, where)
-    ordered: list = field(default_factory=list)  # sorted values, for max/min/percentiles
+    ordered: Sorted = field(default_factory=Sorted)  # the values in order, for max/min/percentiles
     total: float = 0.0
     tail: deque = field(default_factory=lambda: deque(maxlen=5))  # last raw lines, for evidence
 
@@ -262,7 +343,7 @@ class ThresholdCond(Condition):
         w.entries.append((t, value, wh))
         w.total += value
         if self.ordered:
-            insort(w.ordered, value)
+            w.ordered.add(value)
         if len(w.entries) > self.limit:
             self._drop_oldest(w)
 
@@ -270,7 +351,7 @@ class ThresholdCond(Condition):
         _, value, _ = w.entries.popleft()
         w.total -= value
         if self.ordered:
-            del w.ordered[bisect_left(w.ordered, value)]
+            w.ordered.remove(value)
         if not w.entries:
             w.total = 0.0  # no drift survives an empty window
 
@@ -294,12 +375,19 @@ class ThresholdCond(Condition):
 class History:
     values: deque  # in arrival order
     ordered: list = field(default_factory=list)
-    last_line: str = ""
+    last_text: Any = ""  # the last event's message as it came: clipped only if it becomes evidence
 
 
 class SpikeCond(OneField):
     def new(self) -> History:
         return History(deque())
+
+    def __init__(self, spec: Spike):
+        super().__init__(spec)
+        # The least |value - median| that can be a spike, as a fraction of |median|: below it,
+        # neither min_relative_change nor the MAD floor lets z reach the bound.
+        self.min_fraction = max(spec.min_relative_change, spec.z * MAD_FLOOR)
+        self.sign = 1 if spec.direction == "up" else -1 if spec.direction == "down" else 0
 
     def observe(self, h: History, ev: Event, t: float) -> Hit | bool | None:
         spec = self.spec
@@ -307,20 +395,21 @@ class SpikeCond(OneField):
         if value is None:
             return None
         result: Hit | bool | None = None
-        if len(h.values) >= spec.warmup:
-            result = self._judge(h, value, ev)
+        s = h.ordered
+        if len(s) >= spec.warmup:
+            n = len(s)  # the median, inline: this runs for every value of every series
+            med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+            dev = value - med
+            if (self.sign and dev * self.sign <= 0) or abs(dev) < self.min_fraction * abs(med):
+                result = False
+            else:
+                result = self._judge(h, value, med, dev, ev)
         self._add(h, value)
-        h.last_line = line(ev)
+        h.last_text = ev.get("message")
         return result
 
-    def _judge(self, h: History, value: float, ev: Event) -> Hit | bool:
+    def _judge(self, h: History, value: float, med: float, dev: float, ev: Event) -> Hit | bool:
         spec, s = self.spec, h.ordered
-        med = median(s)
-        dev = value - med
-        if not _direction_ok(spec.direction, dev) or abs(dev) < spec.min_relative_change * abs(med):
-            return False
-        if abs(dev) < spec.z * MAD_FLOOR * abs(med):
-            return False
         # Cheap test before the exact MAD: z can reach the bound only if the MAD is at most
         # `limit`, so at least half the history must lie within `limit` of the median.
         limit = abs(dev) / (MAD_SCALE * spec.z)
@@ -334,7 +423,7 @@ class SpikeCond(OneField):
         return Hit(
             f"{spec.field} {value:.6g} is {abs(z):.1f} robust z {side} its recent median {med:.6g} "
             f"(MAD {mad:.3g}, {len(s)} values)",
-            where(ev), tuple(x for x in (h.last_line, line(ev)) if x),
+            where(ev), tuple(x for x in (clip(h.last_text), line(ev)) if x),
             {"field": spec.field, "value": show(value), "median": show(med), "mad": show(mad),
              "z": round(z, 2), "z_bound": spec.z, "history": len(s)})
 
@@ -345,13 +434,13 @@ class SpikeCond(OneField):
             del h.ordered[bisect_left(h.ordered, h.values.popleft())]
 
     def dump(self, h: History) -> Any:
-        return {"values": list(h.values), "last_line": h.last_line}
+        return {"values": list(h.values), "last_line": clip(h.last_text)}
 
     def load(self, data: Any) -> History:
         h = History(deque())
         for v in data["values"]:
             self._add(h, v)
-        h.last_line = data.get("last_line", "")
+        h.last_text = data.get("last_line", "")
         return h
 
 
@@ -430,8 +519,8 @@ class ChangeCond(OneField):
         value = ev.get(self.spec.field)
         if value is None:
             return None
-        had, before, before_line = "value" in st, st.get("value"), st.get("line", "")
-        st["value"], st["line"] = value, line(ev)
+        had, before, before_text = "value" in st, st.get("value"), st.get("line", "")
+        st["value"], st["line"] = value, ev.get("message")  # clipped only if it becomes evidence
         if not had or value == before:
             return False
         a, b = number(before), number(value)
@@ -439,8 +528,11 @@ class ChangeCond(OneField):
         if self.spec.direction != "any" and went != self.spec.direction:
             return False
         return Hit(f"{self.spec.field} went {went} from {before!r} to {value!r}", where(ev),
-                   tuple(x for x in (before_line, line(ev)) if x),
+                   tuple(x for x in (clip(before_text), line(ev)) if x),
                    {"field": self.spec.field, "from": show(before), "to": show(value)})
+
+    def dump(self, st: dict[str, Any]) -> Any:
+        return {**st, "line": clip(st.get("line"))} if st else st
 
 
 # --- outlier -------------------------------------------------------------------------------
@@ -462,7 +554,9 @@ class OutlierCond(OneField):
         if name is None or value is None:
             return None
         try:
-            me = members.setdefault(name, Member())
+            me = members.get(name)
+            if me is None:
+                me = members[name] = Member()
         except TypeError:  # an unhashable member name
             return None
         me.values.append((t, value))
@@ -470,19 +564,22 @@ class OutlierCond(OneField):
         if len(me.values) > MAX_WINDOW:
             me.total -= me.values.popleft()[1]
         cutoff = t - spec.window
-        levels: dict[Any, float] = {}
-        for key, member in list(members.items()):
+        peers: list[float] = []
+        gone = []
+        for key, member in members.items():
             values = member.values
             while values and values[0][0] <= cutoff:
                 member.total -= values.popleft()[1]
             if not values:
-                del members[key]
-                continue
-            levels[key] = member.total / len(values)
-        if len(levels) < spec.min_members:
+                gone.append(key)
+            elif member is not me:
+                peers.append(member.total / len(values))
+        for key in gone:
+            del members[key]
+        if len(peers) + 1 < spec.min_members:
             return None
-        mine = levels.pop(name)
-        peers = sorted(levels.values())
+        mine = me.total / len(me.values)
+        peers.sort()
         far = judge(mine, peers, spec)
         if far is None:
             return False

@@ -49,6 +49,10 @@ class Compiled:
     fingerprint: str
     groups: dict[tuple, Any] = field(default_factory=dict)
     next_deadline: float = math.inf  # flatline only: earliest moment a group may go silent
+    stateless: bool = False  # judged per event alone: no group state, no `for:` clock
+
+    def __post_init__(self) -> None:
+        self.stateless = self.cond.stateless and self.rule.for_ is None
 
     def key(self, ev: Event) -> tuple:
         return tuple(map(ev.get, self.group_by))
@@ -95,7 +99,7 @@ class RuleEngine:
             literal_rules.items(), key=lambda kv: (kv[0].folded, kv[0].text))]
         self._plain = [(i, lit) for i, (lit, folded, _) in enumerate(self._literals) if not folded]
         self._folded = [(i, lit) for i, (lit, folded, _) in enumerate(self._literals) if folded]
-        self._screen = regex.screen([lit for _, lit in self._plain]).search
+        self._screen = regex.screen(sorted({regex.anchor(lit) for _, lit in self._plain})).search
 
     def _candidates(self, ev: Event) -> list[Compiled]:
         """The rules this event could possibly meet, by its fields and its text's literals."""
@@ -131,26 +135,32 @@ class RuleEngine:
                 out.extend(self._expire(t))
             if t >= self._next_sweep:
                 self._sweep(t)
+        keys: dict[tuple[str, ...], tuple] = {}  # group key by group_by: most rules share one
         for x in self._candidates(ev):
-            if x.cond.timed:
+            cond = x.cond
+            if cond.timed:
                 self._flatline_step(x, ev, t)
                 continue
-            if x.cond.stateless and x.rule.for_ is None:
-                hit = x.cond.observe(None, ev, t)
-                if isinstance(hit, c.Hit):
+            if x.stateless:
+                hit = cond.observe(None, ev, t)
+                if hit.__class__ is c.Hit:
                     out.append(self._finding(x, x.key(ev), hit, t))
                 continue
-            accepts = x.cond.accepts
+            accepts = cond.accepts
             if accepts is not None and not accepts(ev):
                 continue
-            key = x.key(ev)
+            key = keys.get(x.group_by)
+            if key is None:
+                key = keys[x.group_by] = x.key(ev)
             held = x.groups.get(key)
             if held is None:
-                held = x.groups[key] = Held(x.cond.new())
-            hit = x.cond.observe(held.st, ev, t)
+                held = x.groups[key] = Held(cond.new())
+            hit = cond.observe(held.st, ev, t)
             if hit is None:
                 continue
             held.seen = t
+            if hit is False and x.rule.for_ is None:
+                continue  # the common case: judged, does not hold, no `for:` clock to reset
             finding = self._held(x, key, held, hit, t)
             if finding is not None:
                 out.append(finding)

@@ -154,6 +154,37 @@ def _required(sub: Any) -> set[str] | None:
     return max(candidates, key=lambda s: (min(map(len, s)), -len(s)))
 
 
+_LETTERS = "etaoinsrhldcumfpgwybvkxjqz"  # most to least common, in English and in logs
+MIN_ANCHOR = 4
+
+
+def _commonness(ch: str) -> int:
+    """How often `ch` turns up in healthy log lines (higher: more often)."""
+    if ch == " ":
+        return 100
+    if ch in _LETTERS:
+        return 90 - _LETTERS.index(ch)
+    if ch.isdigit() or ch in "_.=:-,/":  # numbers, key=value, paths, times: everywhere
+        return 80
+    if ch.isupper():
+        return 20
+    return 10
+
+
+def anchor(literal: str) -> str:
+    """The part of `literal` to screen for: its tail from its rarest character (keeping at
+    least MIN_ANCHOR characters): `"invalid argument"` → `"valid argument"`,
+    `" HTTP/"` → `"HTTP/"`.
+
+    Any substring of a required literal is required too, so the screen stays sound; starting on
+    a rare character lets the regex engine skip to the few places in a line where a match can
+    begin, instead of trying a branch at every space and common letter of every healthy line."""
+    if len(literal) <= MIN_ANCHOR:
+        return literal
+    start = min(range(len(literal) - MIN_ANCHOR + 1), key=lambda i: (_commonness(literal[i]), i))
+    return literal[start:]
+
+
 def screen(words: list[str]) -> re.Pattern[str]:
     """One regex that finds whether any of `words` occurs, built as a trie (`C(?:UDA|UBLAS)`),
     so the engine tries one branch per character instead of every word at every position.
