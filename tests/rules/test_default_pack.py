@@ -63,3 +63,34 @@ def test_pack_regexes_also_run_under_re2():
         for pattern in (p for c in conds for p in _regexes(c)):
             assert not banned & set(_ops(sre_parse.parse(pattern))), f"{entry.id}: {pattern}"
             re.compile(pattern)
+
+
+def test_validate_the_pack_folder_through_the_real_command():
+    """`faultwarden rules validate rules/` from a checkout: the pack's own folder is the default
+    pack (read once, not clashing with itself), and its examples are many."""
+    import re as _re
+    from pathlib import Path
+
+    from .helpers import faultwarden
+
+    folder = Path(__file__).resolve().parents[2] / "rules"
+    done = faultwarden("rules", "validate", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    m = _re.search(r"(\d+) rules \(\1 enabled\) from 6 files; (\d+) of (\d+) examples as expected", done.stdout)
+    assert m and m.group(2) == m.group(3) and int(m.group(3)) >= 150, done.stdout
+    assert done.stderr == ""  # every rule has fire and quiet examples
+
+
+ENGINE_RULES = PACK.rules
+FIRE = [(e.id, i) for e in PACK.entries for i in range(len(e.rule.examples.fire))]
+
+
+@pytest.mark.parametrize("rule_id, index", FIRE, ids=[f"{r}-fire{i}" for r, i in FIRE])
+def test_a_fire_example_raises_its_own_rule_and_no_other_with_the_whole_pack(rule_id, index):
+    """With every rule loaded (the index and literal screen deciding who sees a line), the
+    example opens its rule's incident, and no other rule claims the same root cause."""
+    from faultwarden.daemon.rulecheck import incidents_by_rule, parse_text
+
+    text = PACK.get(rule_id).rule.examples.fire[index]
+    got = incidents_by_rule(ENGINE_RULES, parse_text(((line, None) for line in text.splitlines()), "x.log"))
+    assert dict(got) == {rule_id: 1}
