@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import gzip
 import heapq
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from faultwarden.daemon.incidents import Incident, IncidentBook
 from faultwarden.daemon.pipeline import Pipeline
+from faultwarden.daemon.plot import Series
 from faultwarden.detectors.finding import Detector, Event
 
 # The incident fields of `diagnose --format json`, exactly as the design brief gives them.
@@ -142,11 +144,33 @@ class Run:
     last_seen: float | None = None
     first_error: dict[str, Any] | None = None
     incidents: list[str] = field(default_factory=list)
+    last_step: int | None = None
+    last_loss: float | None = None
+    # Thinned series for the report's charts and the throughput trend.
+    loss: Series = field(default_factory=Series)
+    latency: Series = field(default_factory=Series)
+    throughput: Series = field(default_factory=Series)
+    throughput_unit: str = ""
+
+    def numbers(self) -> dict[str, Any]:
+        """The run's own numbers: how far it got, where its loss ended, how its speed moved."""
+        out: dict[str, Any] = {}
+        if self.last_step is not None:
+            out["steps_reached"] = self.last_step
+        if self.last_loss is not None:
+            out["last_loss"] = self.last_loss
+        pts = [v for _, v in self.throughput.points if math.isfinite(v)]
+        if len(pts) >= 6:
+            third = len(pts) // 3
+            start, end = sum(pts[:third]) / third, sum(pts[-third:]) / third
+            out["throughput"] = {"unit": self.throughput_unit, "start": round(start, 3), "end": round(end, 3),
+                                 "change": round(end / start - 1, 3) if start else None}
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.name, "files": self.files, "events": self.events,
                 "first_seen": self.first_seen, "last_seen": self.last_seen,
-                "first_error": self.first_error, "incidents": self.incidents}
+                "first_error": self.first_error, "incidents": self.incidents, "numbers": self.numbers()}
 
 
 @dataclass
@@ -194,6 +218,7 @@ class _Runs:
         if isinstance(t, (int, float)):
             run.first_seen = t if run.first_seen is None else min(run.first_seen, t)
             run.last_seen = t if run.last_seen is None else max(run.last_seen, t)
+        _numbers(run, ev, t)
         if run.first_error is None and (ev.get("log.level") in ERROR_LEVELS or ev.get("error.type")):
             run.first_error = {"time": t, "path": path, "line": ev.get("log.file.line"), "message": _error_line(ev)}
 
@@ -204,6 +229,34 @@ class _Runs:
         path = inc.source.get("path")
         names = self.file_runs.get(path or "", set())
         return next(iter(names)) if len(names) == 1 else str(path or "(input)")
+
+
+THROUGHPUT_FIELDS = (("ml.samples_per_s", "samples/s"), ("ml.tokens_per_s", "tokens/s"),
+                     ("ml.steps_per_s", "steps/s"))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(run: Run, ev: Event, t: Any) -> None:
+    if not _number(t):
+        return
+    step, loss, latency = ev.get("ml.step"), ev.get("ml.loss"), ev.get("ml.latency_ms")
+    if _number(step) and math.isfinite(step):
+        run.last_step = int(step) if run.last_step is None else max(run.last_step, int(step))
+    if _number(loss):
+        run.loss.add(t, float(loss))
+        if math.isfinite(loss):
+            run.last_loss = float(loss)
+    if _number(latency):
+        run.latency.add(t, float(latency))
+    for name, unit in THROUGHPUT_FIELDS:
+        value = ev.get(name)
+        if _number(value) and (run.throughput_unit in ("", unit)):
+            run.throughput_unit = unit
+            run.throughput.add(t, float(value))
+            break
 
 
 def _timeline_order(inc: Incident) -> tuple:

@@ -72,6 +72,33 @@ def runs_with_incidents(d: Diagnosis) -> list[tuple[Run, list[Incident]]]:
     return [(r, [by_id[i] for i in r.incidents if i in by_id]) for r in d.runs]
 
 
+def run_numbers(run: Run) -> str:
+    """`steps reached 1,200, last loss 0.412, throughput 1,520 → 990 samples/s (-35%)`."""
+    n = run.numbers()
+    parts = []
+    if "steps_reached" in n:
+        parts.append(f"steps reached {n['steps_reached']:,}")
+    if "last_loss" in n:
+        parts.append(f"last loss {n['last_loss']:.4g}")
+    if "throughput" in n:
+        tp = n["throughput"]
+        change = f" ({tp['change']:+.0%})" if tp["change"] is not None else ""
+        parts.append(f"throughput {tp['start']:,.4g} → {tp['end']:,.4g} {tp['unit']}{change}")
+    return ", ".join(parts)
+
+
+def charts(run: Run, incidents: list[Incident]) -> str:
+    """The run's loss and latency over time, its incidents marked (HTML only)."""
+    from faultwarden.daemon.plot import svg_chart
+
+    marks = [(inc.first_seen, f"{inc.fault}: {inc.message}") for inc in incidents]
+    out = []
+    for title, series in (("loss", run.loss), ("latency (ms)", run.latency)):
+        if series.points:
+            out.append(svg_chart(f"{title}, run {run.name}", {title: series.points}, marks))
+    return "".join(out)
+
+
 def explanation(inc: Incident) -> str:
     return ", ".join(f"{k}={v}" for k, v in inc.explanation.items())
 
@@ -82,6 +109,8 @@ def text(d: Diagnosis) -> str:
     for run, incidents in runs_with_incidents(d):
         out += ["", f"Run {run.name}  ({', '.join(run.files) or 'no file'}; "
                     f"{when(run.first_seen)} to {when(run.last_seen)}, {run.events:,} events)"]
+        if run_numbers(run):
+            out.append(f"  numbers      {run_numbers(run)}")
         if run.first_error:
             fe = run.first_error
             out.append(f"  first error  {when(fe['time'])}  {fe['path']}:{fe['line']}  {fe['message']}")
@@ -137,6 +166,8 @@ def markdown(d: Diagnosis) -> str:
         out += ["", f"## Run {_md_inline(run.name)}", "",
                 f"{_md_inline(', '.join(run.files) or 'no file')}; {when(run.first_seen)} to "
                 f"{when(run.last_seen)}, {run.events:,} events"]
+        if run_numbers(run):
+            out += ["", f"Numbers: {_md_inline(run_numbers(run))}"]
         if run.first_error:
             fe = run.first_error
             out += ["", f"First error at {when(fe['time'])}, `{fe['path']}:{fe['line']}`: {_md_inline(fe['message'])}"]
@@ -182,6 +213,9 @@ def page(d: Diagnosis) -> str:
         out.append(f"<h2>Run {e(run.name)}</h2>")
         out.append(f"<p>{e(', '.join(run.files) or 'no file')}; {e(when(run.first_seen))} to "
                    f"{e(when(run.last_seen))}, {run.events:,} events</p>")
+        if run_numbers(run):
+            out.append(f"<p>{e(run_numbers(run))}</p>")
+        out.append(charts(run, incidents))
         if run.first_error:
             fe = run.first_error
             out.append(f"<p>First error at {e(when(fe['time']))}, <code>{e(str(fe['path']))}:{e(str(fe['line']))}</code>: "

@@ -38,6 +38,7 @@ def test_html_report_renders_in_chromium_without_errors(tmp_path):
     assert console == [], console
     dom = done.stdout
     assert "nan_inf" in dom and "train.log" in dom
+    assert "<svg" in dom and "steps reached 39" in dom  # the loss chart and the run's numbers
     shot = tmp_path / "report.png"
     subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1200,1600",
                     f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120, check=True)
