@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 
 FINGERPRINT_BYTES = 1024
 READ_BYTES = 256 << 10
@@ -34,14 +33,6 @@ def fingerprint(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
-    offset: int
-    end: int
-    data: bytes      # without the newline
-    newline: bool    # False: an over-long line's piece, or a file's last line left without one
-
-
 def read_block(fd: int, pos: int, size: int) -> bytes:
     """Bytes from `pos` up to `size`: a block, lengthened until it holds one newline (or is as
     long as a line may be), so that every block yields at least one piece when it can."""
@@ -55,23 +46,39 @@ def read_block(fd: int, pos: int, size: int) -> bytes:
     return block
 
 
-def split(block: bytes, base: int, *, last: bool) -> list[Piece]:
-    """The pieces in `block` (read at offset `base`).
+# One line of a block: (text, bytes it takes in the file, ended by a newline). The text is UTF-8
+# decoded (bad bytes replaced, never dropped), without the newline nor a CRLF's CR.
+Piece = tuple[str, int, bool]
+
+
+def split(block: bytes, *, last: bool) -> list[Piece]:
+    """The pieces in `block`, in order.
 
     Complete lines always; then an over-long line's first MAX_LINE_BYTES; then, if `last` (the
     file is done growing and the block reaches its end), the bytes left without a newline.
+    The complete lines are decoded in one go (a newline byte never belongs to a multi-byte
+    character, so the text splits where the bytes do): this is the tailer's hot path.
     """
-    pieces = []
-    start = 0
-    while (nl := block.find(b"\n", start)) >= 0:
-        pieces.append(Piece(base + start, base + nl + 1, block[start:nl], True))
-        start = nl + 1
-    rest = len(block) - start
+    cut = block.rfind(b"\n") + 1
+    pieces: list[Piece] = []
+    if cut:
+        whole = block if cut == len(block) else block[:cut]
+        texts = whole.decode("utf-8", "replace").split("\n")
+        texts.pop()   # after the last newline
+        if whole.isascii():
+            sizes = map(len, texts)
+        else:
+            sizes = map(len, whole.split(b"\n"))
+        if b"\r" in whole:
+            pieces = [(text[:-1] if text[-1:] == "\r" else text, size + 1, True)
+                      for text, size in zip(texts, sizes)]
+        else:
+            pieces = [(text, size + 1, True) for text, size in zip(texts, sizes)]
+    rest = len(block) - cut
     if rest >= MAX_LINE_BYTES:
-        pieces.append(Piece(base + start, base + start + MAX_LINE_BYTES,
-                            block[start:start + MAX_LINE_BYTES], False))
+        pieces.append((decode(block[cut:cut + MAX_LINE_BYTES]), MAX_LINE_BYTES, False))
     elif rest and last:
-        pieces.append(Piece(base + start, base + len(block), block[start:], False))
+        pieces.append((decode(block[cut:]), rest, False))
     return pieces
 
 
@@ -86,9 +93,6 @@ def count_newlines(fd: int, start: int, end: int) -> int:
     return count
 
 
-def decode(piece: Piece) -> str:
-    """The line's text: UTF-8 (bad bytes replaced, never dropped), without a CRLF's CR."""
-    data = piece.data
-    if piece.newline and data.endswith(b"\r"):
-        data = data[:-1]
+def decode(data: bytes) -> str:
+    """UTF-8, bad bytes replaced (never dropped)."""
     return data.decode("utf-8", errors="replace")

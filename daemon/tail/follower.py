@@ -104,18 +104,16 @@ class Follower:
             block = chunks.read_block(self.fd, pos, self.size)
             if not block:
                 break
-            pieces = chunks.split(block, pos, last=self.final and pos + len(block) >= self.size)
+            pieces = chunks.split(block, last=self.final and pos + len(block) >= self.size)
             if not pieces:
                 break
-            for piece in pieces:
-                line = self._take(piece, bound)
-                if line is None:
-                    # Shipping is as far ahead as the bound lets it: go on with detection alone.
-                    pos = self.det
-                    break
-                out.append(line)
-                budget -= piece.end - piece.offset
-                pos = piece.end
+            end = self._take(pieces, pos, bound, out)
+            if end is None:
+                # Shipping is as far ahead as the bound lets it: go on with detection alone.
+                end = self.det
+            else:
+                budget -= end - pos
+            pos = end
         return out
 
     def _start(self, bound: int) -> int:
@@ -126,24 +124,38 @@ class Follower:
     def _may_ship_at(self, offset: int, bound: int) -> bool:
         return bound > 0 and (offset == self.acked or offset - self.acked < bound)
 
-    def _take(self, piece: chunks.Piece, bound: int) -> Line | None:
-        detect = piece.offset >= self.det
-        ship = piece.offset == self.snd and self._may_ship_at(piece.offset, bound) and (
-            piece.end - self.acked <= bound or piece.offset == self.acked)
-        if not (detect or ship):
-            return None
-        line_no = (self.det_line if detect else self.snd_line) + 1
-        # Line numbers count newlines, so a restart can recount them from the file: an over-long
-        # line's pieces share one number.
-        if detect:
-            self.det = piece.end
-            self.det_line += piece.newline
+    def _take(self, pieces: list[chunks.Piece], offset: int, bound: int, out: list[Line]) -> int | None:
+        """Hand out `pieces` (read at `offset`) as lines: for detection past `det`, for
+        shipping at `snd` while the bound lets it. Returns the end of the last one, or None if
+        one was for neither (shipping caught up with the bound; the rest is detection's).
+        The cursors live in locals while the loop runs: this is the tailer's hot path."""
+        det, det_line, snd, snd_line, acked = self.det, self.det_line, self.snd, self.snd_line, self.acked
+        may_ship = bound > 0
+        source, path, file_id = self.source, self.path, self.file_id
+        stopped = False
+        for text, size, newline in pieces:
+            end = offset + size
+            detect = offset >= det
+            # The first unacknowledged line always ships; the next ones while they fit the bound.
+            ship = may_ship and offset == snd and (offset == acked or end - acked <= bound)
+            if not (detect or ship):
+                stopped = True
+                break
+            # Line numbers count newlines, so a restart can recount them from the file: an
+            # over-long line's pieces share one number.
+            if detect:
+                line_no = det_line + 1
+                det, det_line = end, det_line + newline
+            else:
+                line_no = snd_line + 1
+            if ship:
+                snd, snd_line = end, snd_line + newline
+            out.append(Line(source, path, file_id, offset, end, line_no, text, detect, ship))
+            offset = end
+        if det != self.det:
             self.dirty = True
-        if ship:
-            self.snd = piece.end
-            self.snd_line += piece.newline
-        return Line(self.source, self.path, self.file_id, piece.offset, piece.end, line_no,
-                    chunks.decode(piece), detect, ship)
+        self.det, self.det_line, self.snd, self.snd_line = det, det_line, snd, snd_line
+        return None if stopped else offset
 
     def _count_snd_line(self) -> None:
         if self.snd <= self.det:

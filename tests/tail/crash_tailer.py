@@ -1,21 +1,24 @@
 """The daemon side of the crash test: a Tailer in its own process, writing what it reads to a
 file, acknowledging it as a sink would. The test kills it with SIGKILL at random points.
 
-    python crash_tailer.py PATTERN STATE_DIR OUT_FILE
+    python crash_tailer.py PATTERN STATE_DIR OUT_FILE PARTIAL_FLUSH_S
+
+PARTIAL_FLUSH_S: a rotated file is let go once idle this long. While the writer runs it is an
+hour, so that no stall of the writer between a rotation and its late lines to the old file can
+make the outcome differ (the files are read to their end regardless); the last life, started
+after the writer exited, lets them go at once.
 
 OUT_FILE (appended with unbuffered os.write, so a SIGKILL loses nothing already written; a
 write cut by the kill leaves at most an incomplete last line):
     S                                   the Tailer is constructed
     G <n>                               read() returned n lines; what follows is that batch
     L <detect><ship> <file_id> <offset> <end> <line_no> <text>    one line (flags 0/1)
-    C                                   closed cleanly (after SIGTERM)
 Each batch is written whole before the sink acknowledges it (`shipped`) and before the next
 read() commits its detection cursor: the write is the sink holding the lines.
 """
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -24,10 +27,8 @@ from faultwarden.daemon.config import Source
 from faultwarden.daemon.tail import Tailer
 
 
-def main(pattern: str, state_dir: str, out_file: str) -> int:
+def main(pattern: str, state_dir: str, out_file: str, partial_flush_s: str) -> int:
     logs.configure(stream=sys.stderr)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     out = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def write(text: str) -> None:
@@ -35,11 +36,10 @@ def main(pattern: str, state_dir: str, out_file: str) -> int:
         while data:
             data = data[os.write(out, data):]
 
-    # partial_flush_s: a rotated file is let go only after this long idle; the writer's late
-    # lines to it follow the rotation at once, so only a stall this long could lose them.
-    t = Tailer([Source(paths=[pattern])], Path(state_dir), poll_s=0.2, partial_flush_s=10.0)
+    t = Tailer([Source(paths=[pattern])], Path(state_dir), poll_s=0.2,
+               partial_flush_s=float(partial_flush_s))
     write("S\n")
-    while not stop:
+    while True:   # until SIGKILL
         lines = t.read(0.1)
         if not lines:
             continue
@@ -52,9 +52,6 @@ def main(pattern: str, state_dir: str, out_file: str) -> int:
                 acked[line.file_id] = line.end
         for file_id, end in acked.items():
             t.shipped(file_id, end)
-    t.close()
-    write("C\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -60,9 +61,8 @@ class Out:
 
 @dataclass
 class Life:
-    """What one tailing process wrote out: its batches, whether it got as far as `S` / `C`."""
+    """What one tailing process wrote out: its batches, whether it got as far as `S`."""
     started: bool = False
-    closed: bool = False
     batches: list[list[Out]] = field(default_factory=list)
 
 
@@ -74,8 +74,6 @@ def read_life(path: Path) -> Life:
         text = row.decode("utf-8")
         if text == "S":
             life.started = True
-        elif text == "C":
-            life.closed = True
         elif text.startswith("G "):
             life.batches.append([])
         else:
@@ -96,12 +94,13 @@ class Tailing:
         self.lives: list[Path] = []
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> subprocess.Popen:
+    def start(self, partial_flush_s: float = 3600.0) -> subprocess.Popen:
         out = self.tmp / f"life-{len(self.lives):03d}.out"
         self.lives.append(out)
         with open(out.with_suffix(".err"), "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, str(HERE / "crash_tailer.py"), self.pattern, str(self.state), str(out)],
+                [sys.executable, str(HERE / "crash_tailer.py"), self.pattern, str(self.state), str(out),
+                 str(partial_flush_s)],
                 stdout=subprocess.DEVNULL, stderr=err)
         return self.proc
 
@@ -115,10 +114,20 @@ class Tailing:
         self.proc.send_signal(signal.SIGKILL)
         assert self.proc.wait(timeout=DEADLINE_S) == -signal.SIGKILL
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=DEADLINE_S)
-        assert code == 0, self.lives[-1].with_suffix(".err").read_text()
+    def settled(self) -> bool:
+        """The registry holds the live files alone (the rotated ones read, acknowledged and let
+        go), each committed and acknowledged to its end."""
+        live = {}
+        for name in ("train.log", "serve.log", "current.log"):
+            st = os.stat(self.tmp / "logs" / name)
+            live[(st.st_dev, st.st_ino)] = st.st_size
+        db = sqlite3.connect(f"file:{self.state / 'tail.sqlite'}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT dev, ino, detect_offset, ship_offset FROM files").fetchall()
+        finally:
+            db.close()
+        return {(dev, ino): (det, ship) for dev, ino, det, ship in rows} == {
+            key: (size, size) for key, size in live.items()}
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen | None = None, every: float = 0.01) -> None:
@@ -164,10 +173,11 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_only_the_batch_in_han
         for _ in range(KILLS):
             kills.append(kill_at_a_random_point(tailing, rng))
             assert writer.poll() is None, writer.communicate()
-        tailing.start()
+        tailing.start()   # to finish the rotation the writer may be waiting for
         stop_file.touch()
         stdout, stderr = writer.communicate(timeout=DEADLINE_S)
         assert writer.returncode == 0, stderr
+        tailing.kill()
     finally:
         if writer.poll() is None:
             writer.kill()
@@ -176,19 +186,21 @@ def test_kill_9_at_random_points_loses_nothing_and_repeats_only_the_batch_in_han
     rotations = json.loads(stderr.strip().splitlines()[-1])
     assert all(rotations[s] >= 3 for s in "rcs"), rotations   # each kind of rotation happened
 
+    # The last life comes after the writer exited: nothing is written any more, so it lets the
+    # rotated files go once they are read. It is killed too, once all is read, acknowledged,
+    # committed and let go; a tailer started after it then has nothing to hand out.
     total = sum(written.values())
-    earlier = _detected(tailing.lives[:-1])
+    earlier = _detected(tailing.lives)
+    tailing.start(partial_flush_s=0.3)
     deadline = time.monotonic() + DEADLINE_S
-    while len(earlier | _detected(tailing.lives[-1:])) < total and time.monotonic() < deadline:
-        time.sleep(0.2)   # on time-out the check below says which lines never came
-    tailing.stop()
+    while time.monotonic() < deadline and not (
+            len(earlier | _detected(tailing.lives[-1:])) == total and tailing.settled()):
+        time.sleep(0.2)   # on time-out the checks below say what is missing
+    tailing.kill()
+    Check(written).run([read_life(path) for path in tailing.lives])
+    assert tailing.settled(), "rotated files not let go, or cursors short of the files' ends"
 
-    lives = [read_life(path) for path in tailing.lives]
-    assert lives[-1].closed and not any(life.closed for life in lives[:-1])
-    Check(written).run(lives)
-
-    # After a clean stop nothing is handed out again: every cursor was committed or acknowledged.
-    t = Tailer([Source(paths=[tailing.pattern])], tailing.state, poll_s=0.2, partial_flush_s=10.0)
+    t = Tailer([Source(paths=[tailing.pattern])], tailing.state, poll_s=0.2, partial_flush_s=0.3)
     try:
         assert t.read(0.5) == [] and t.read(0.5) == []
     finally:

@@ -28,15 +28,20 @@ def test_watch_roots_stand_in_for_missing_folders(tmp_path):
 
 def test_split_holds_an_unfinished_line_unless_the_file_is_done():
     block = b"one\ntwo\r\nthr"
-    pieces = chunks.split(block, 100, last=False)
-    assert [(x.offset, x.end, chunks.decode(x)) for x in pieces] == [(100, 104, "one"), (104, 109, "two")]
-    final = chunks.split(block, 100, last=True)
-    assert (final[-1].offset, final[-1].end, final[-1].data, final[-1].newline) == (109, 112, b"thr", False)
+    assert chunks.split(block, last=False) == [("one", 4, True), ("two", 5, True)]
+    assert chunks.split(block, last=True)[-1] == ("thr", 3, False)
 
 
-def test_bad_utf8_is_replaced_not_dropped():
-    (piece,) = chunks.split(b"loss \xff\xfe nan\n", 0, last=False)
-    assert chunks.decode(piece) == "loss \ufffd\ufffd nan"
+def test_bad_utf8_is_replaced_not_dropped_and_sizes_stay_in_bytes():
+    block = b"loss \xff\xfe nan\n\xc3\xa9t\xc3\xa9 \xe2\x82\nend\r\n"
+    assert chunks.split(block, last=False) == [
+        ("loss \ufffd\ufffd nan", 12, True), ("\u00e9t\u00e9 \ufffd", 9, True), ("end", 5, True)]
+
+
+def test_an_over_long_line_comes_in_pieces_of_the_longest_length():
+    block = b"x" * (chunks.MAX_LINE_BYTES + 10)
+    (piece,) = chunks.split(block, last=False)
+    assert piece == ("x" * chunks.MAX_LINE_BYTES, chunks.MAX_LINE_BYTES, False)
 
 
 def test_registry_round_trip_and_forget(tmp_path):
