@@ -10,6 +10,9 @@ busy machine skews it less than wall time would), best of R runs:
 - a bare `orjson.loads` loop over the same lines (non-JSON lines caught), the ceiling no parser
   built on orjson can beat;
 and the same two over the ECS JSON lines alone (the hot path). It prints lines/s and the ratio.
+
+The parser alone; `tail_parse_bench.py` measures the daemon's whole input path (Tailer → Parser)
+over a 1M-line file, the figure issue #4 asks for.
 """
 from __future__ import annotations
 

@@ -56,6 +56,7 @@ _DMESG_TIME = re.compile(
     r"(?P<day>[ \d]\d) (?P<clock>\d\d:\d\d:\d\d) (?P<year>\d{4})\]\s?")
 _WEEKDAYS = frozenset(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTH_LETTERS = frozenset(m[0] for m in _MONTHS)
 # after an ISO time, journalctl's short-iso kernel lines: `2024-05-01T12:00:00+0000 host kernel: msg`
 _KERNEL = re.compile(r"\s+(?P<host>[\w.\-]+) (?P<prog>kernel): ")
 # NVIDIA's driver: `NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus.`
@@ -67,6 +68,7 @@ _REQUEST = re.compile(
 _CLIENT = re.compile(r'(?P<address>[^\s"]+):(?P<port>\d+) - "')
 _GLOG_NO_TIME = re.compile(r"\[(?P<g>[IWEF]) (?P<origin>[^\]\s:]+):(?P<oline>\d+)\]\s?")
 _GLOG_LEVELS = {"I": "info", "W": "warning", "E": "error", "F": "critical"}
+_GLOG_LETTERS = frozenset(_GLOG_LEVELS)
 # NCCL's debug output: `gpu01:1234:5678 [0] NCCL WARN msg` (the message is kept whole: rules
 # are written against what people see, `NCCL WARN ...`)
 # NCCL's WARN carries its source location: `host:pid:tid [dev] transport/net_ib.cc:1295 NCCL WARN ...`
@@ -146,7 +148,9 @@ def _header(line: str, fields: dict, now: float) -> str:
     first = line[:1]
     if not (first.isdigit() or first == "[" or first.isupper()):
         return _unheaded(line, fields)  # no header starts otherwise: skip the regex work
-    if first == "[" and line[1:4] in _WEEKDAYS:
+    # Each format is tried only where its first characters allow it (a failed match costs too).
+    bracket = first == "["
+    if bracket and line[1:4] in _WEEKDAYS:
         m = _DMESG_TIME.match(line)
         if m:
             stamp = timestamps.parse_iso(f"{m.group('year')}-{_MONTHS[m.group('mon')]:02d}-"
@@ -154,17 +158,19 @@ def _header(line: str, fields: dict, now: float) -> str:
             if stamp is not None:
                 fields["@timestamp"] = stamp
             return line[m.end():]
-    m = _HF_EXPLICIT.match(line)
-    if m:
-        fields["log.level"] = level_name(m.group("level"))
-        fields["log.logger"] = m.group("logger")
-        _time(m, fields)
-        return line[m.end():]
-    m = _GLOG.match(line) or _GLOG_NO_TIME.match(line)
-    if m:
-        _glog(m, fields, now)
-        return line[m.end():]
-    m = _TIME.match(line)
+    if bracket and line[1:2].isupper():
+        m = _HF_EXPLICIT.match(line)
+        if m:
+            fields["log.level"] = level_name(m.group("level"))
+            fields["log.logger"] = m.group("logger")
+            _time(m, fields)
+            return line[m.end():]
+    if (first in _GLOG_LETTERS and line[1:2].isdigit()) or (bracket and line[1:2] in _GLOG_LETTERS):
+        m = _GLOG.match(line) or _GLOG_NO_TIME.match(line)
+        if m:
+            _glog(m, fields, now)
+            return line[m.end():]
+    m = _TIME.match(line) if bracket or first.isdigit() else None
     if m:
         _time(m, fields)
         rest = line[m.end():]
@@ -186,18 +192,19 @@ def _header(line: str, fields: dict, now: float) -> str:
             _program(m, fields)
             return rest[m.end():]
         return rest.lstrip(" \t-|:")
-    m = _BASIC.match(line)
-    if m:
-        fields["log.level"] = level_name(m.group("level"))
-        if m.group("logger"):
-            fields["log.logger"] = m.group("logger")
-        return line[m.end():]
-    m = _VLLM.match(line)
-    if m:
-        fields["log.level"] = level_name(m.group("level"))
-        _glog(m, fields, now)
-        return line[m.end():]
-    m = _SYSLOG.match(line)
+    if first.isupper():
+        m = _BASIC.match(line)
+        if m:
+            fields["log.level"] = level_name(m.group("level"))
+            if m.group("logger"):
+                fields["log.logger"] = m.group("logger")
+            return line[m.end():]
+        m = _VLLM.match(line)
+        if m:
+            fields["log.level"] = level_name(m.group("level"))
+            _glog(m, fields, now)
+            return line[m.end():]
+    m = _SYSLOG.match(line) if first in _MONTH_LETTERS else None
     if m:
         stamp = timestamps.parse_glog(f"{_MONTHS[m.group('mon')]:02d}{m.group('day').strip():0>2}",
                                       m.group("clock"), now)

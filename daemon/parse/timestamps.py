@@ -62,6 +62,9 @@ def _zone(rest: str) -> tuple[str, float | None]:
     return rest, None
 
 
+_FRACTION = (".", ",")
+
+
 def parse_iso(text: str) -> float | None:
     """'2024-05-01T12:00:00.123Z', '2024-05-01 12:00:00,123', '...+02:00' → epoch seconds."""
     if len(text) < 19:
@@ -76,6 +79,13 @@ def parse_iso(text: str) -> float | None:
                 if base is None:
                     return None
             return base + int(digits) / 10 ** len(digits)
+    elif rest[:1] in _FRACTION and rest[1:].isdigit():  # no zone: Python logging's asctime
+        base = _local_seconds.get(text[:19])
+        if base is None:
+            base = _seconds(text[:19], True)
+            if base is None:
+                return None
+        return base + int(rest[1:]) / 10 ** (len(rest) - 1)
     fraction = 0.0
     offset = None
     if rest:
