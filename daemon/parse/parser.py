@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from faultwarden.daemon.parse import fields as fieldmap
+from faultwarden.daemon.parse import progress
 from faultwarden.daemon.parse import text, traceback
 
 Event = dict[str, Any]
@@ -79,6 +80,10 @@ class Parser:
     def __init__(self, source=None, host: str | None = None) -> None:
         self.format = source.format if source is not None else "auto"
         self._start = None
+        self._user = None  # the source's own line format (a regex with named groups)
+        self._aliases = {k.lower(): v for k, v in source.aliases.items()} if source is not None else {}
+        if source is not None and source.pattern:
+            self._user = progress.UserFormat(source.pattern)
         if source is not None and source.multiline_start:
             try:
                 self._start = re.compile(source.multiline_start)
@@ -217,12 +222,28 @@ class Parser:
         """One line on its own → the event's own fields (no location yet)."""
         if self.format == "json" or (line[:1] == "{" and self.format != "text"):
             return self._structured(line)
+        if self._user is not None:
+            record = self._user.record(line)
+            if record is not None:
+                event = {}
+                fieldmap.map_record(record, event)
+                return event
         event: Event = {}
         if "%|" in line and text.progress(line, event):
             event["message"] = line.strip()
             event["tags"] = ["progress"]
-        else:
-            event["message"] = text.header(line, event, now)
+            return event
+        if "=" in line:
+            record = progress.logfmt(line)
+            if record is not None:
+                fieldmap.map_record(record, event)
+                event.setdefault("message", line)
+                return event
+        event["message"] = text.header(line, event, now)
+        if ":" in line or "|" in line or "," in line:
+            # Trainers that print `key: value` pairs (Megatron, nanoGPT, detectron2, fairseq)
+            for name, value in progress.progress_fields(event["message"], self._aliases).items():
+                event.setdefault(name, value)
         return event
 
     def _structured(self, line: str) -> Event:

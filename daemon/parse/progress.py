@@ -41,9 +41,15 @@ TIME_FIELDS = frozenset(("ml.step_time_s",))
 
 _NUM = r"[-+]?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
 _PAIR = re.compile(
-    rf"(?P<key>[A-Za-z][A-Za-z_ ()/%.-]*?)\s*[:=]?\s*(?P<num>{_NUM})(?:/\d+)?(?P<unit>ms|us|µs|s|%)?(?![\w.])",
+    rf"(?P<key>[A-Za-z][A-Za-z_ ()/%.-]*?)\s*[:=]?\s*(?P<num>{_NUM})(?:/\s*\d+)?(?P<unit>ms|us|µs|s|%)?(?![\w.])",
     re.IGNORECASE)
-_SEGMENTS = re.compile(r"\||,|\s{2,}|\[|\]")
+_BARS, _COMMAS, _SPACES = re.compile(r"\||\[|\]"), re.compile(r",|\[|\]"), re.compile(r"\s{2,}|\[|\]")
+
+
+def _segments(message: str) -> list[str]:
+    """Pairs between `|` (Megatron, fairseq), else `,` (nanoGPT), else runs of spaces (detectron2)."""
+    splitter = _BARS if "|" in message else _COMMAS if "," in message else _SPACES
+    return splitter.split(message)
 
 
 def _key(text: str) -> str:
@@ -53,7 +59,7 @@ def _key(text: str) -> str:
 def progress_fields(message: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
     """`ml.*` fields of a progress line; {} when it is not one."""
     found: dict[str, Any] = {}
-    for segment in _SEGMENTS.split(message):
+    for segment in _segments(message):
         for m in _PAIR.finditer(segment):
             key = _key(m["key"])
             field = (extra or {}).get(key)

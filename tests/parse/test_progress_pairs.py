@@ -49,3 +49,24 @@ def test_user_format_with_named_groups():
     assert hdfs.record("081109 203615 148 INFO dfs.DataNode$PacketResponder: Received block blk_-16") == {
         "date": "081109", "time": "203615", "labels.pid": "148", "level": "INFO",
         "log.logger": "dfs.DataNode$PacketResponder", "message": "Received block blk_-16"}
+
+
+def test_the_parser_reads_them_per_source():
+    from faultwarden.daemon.config import Source
+    from faultwarden.daemon.parse import Parser
+
+    def one(parser, line):
+        (event,) = parser.feed(line, path="x.log", offset=0, line_no=1, now=0.0)
+        return event
+
+    plain = Parser(Source(paths=["x.log"]))
+    megatron = one(plain, " iteration      100/  292968 | lm loss: 2.770E+00 | grad norm: 0.310 | loss scale: 1.0 |")
+    assert megatron["ml.step"] == 100 and megatron["ml.loss"] == 2.77 and megatron["ml.grad_norm"] == 0.31
+    lf = one(plain, 'level=error msg="NCCL timeout" step=7 loss=0.5')
+    assert lf["log.level"] == "error" and lf["message"] == "NCCL timeout" and lf["ml.step"] == 7
+    own = Parser(Source(paths=["x.log"], pattern=r"(?P<level>\w+) blk=(?P<labels__block>\S+) (?P<message>.*)",
+                        aliases={"my loss": "ml.loss"}))
+    hdfs = one(own, "WARN blk=blk_-42 Slow BlockReceiver write")
+    assert hdfs["log.level"] == "warning" and hdfs["labels.block"] == "blk_-42"
+    assert hdfs["message"] == "Slow BlockReceiver write"
+    assert one(own, "it 3 | my loss: 0.25 | lr: 0.1 plain")["ml.loss"] == 0.25
