@@ -27,7 +27,7 @@ from faultwarden.daemon.actions.dispatcher import Dispatcher, Observer, Result
 from faultwarden.daemon.actions.notify import Notifier
 from faultwarden.daemon.actions.restart import RestartBudget
 from faultwarden.daemon.actions.statelock import StateDirBusy, StateDirLock
-from faultwarden.daemon.actions.supervisor import Line, Supervisor
+from faultwarden.daemon.actions.supervisor import Line, Supervisor, exit_note
 from faultwarden.daemon.config import Config, Source
 from faultwarden.daemon.incidents import Incident, IncidentBook, Update
 from faultwarden.daemon.pipeline import Pipeline
@@ -137,7 +137,7 @@ class SupervisedJob:
         details["exit_code"] = self.supervisor.stop(self.grace_s)
         return details
 
-    def relaunch(self, resume: list[str], env: dict[str, str], checkpoint: str | None) -> dict[str, Any]:
+    def relaunch(self, resume: list[str], env: dict[str, str], names: dict[str, str]) -> dict[str, Any]:
         pid = self.supervisor.start(resume, env)
         return {"attempt": self.supervisor.attempt, "pid": pid, "argv": self.supervisor.argv}
 
@@ -234,7 +234,12 @@ class SupervisedRun:
             status = self.supervisor.poll()
             if status is None:
                 continue
+            pid = self.supervisor.pid
             self.supervisor.reap()
+            if status != 0 and self.signalled is None:
+                # Said in job.log, where rules see it: a SIGKILL the job never printed anything
+                # about (the OOM killer's) is matched like torchrun's report of one.
+                self.supervisor.note(exit_note(pid, self.supervisor.attempt, status))
             self._drain()
             if self.dispatcher.pending and self.signalled is None:
                 continue  # the job's last words asked for an action: recover on the next turn

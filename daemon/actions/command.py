@@ -1,8 +1,10 @@
 """A job faultwarden did not start (service mode): `actions.restart.command` starts it again.
 
 The command is an argv list, run without a shell in its own session; the resume elements are
-appended and `{checkpoint}` inside the command itself is filled too. Faultwarden cannot stop such
-a job; the command is expected to (e.g. `systemctl restart train`, `scontrol requeue JOB`).
+appended and the `templates` names inside the command itself are filled too (`{run_id}`,
+`{checkpoint}`, a grouped field such as `{slurm_job_id}`), each element staying one argument.
+Faultwarden cannot stop such a job; the command is expected to (e.g. `systemctl restart
+train@{run_id}`, `scontrol requeue {slurm_job_id}`).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import subprocess
 from typing import Any
 
+from faultwarden.daemon.actions import templates
 from faultwarden.daemon.incidents import Incident
 
 SETTLE_S = 10.0  # a launcher that exits within this time reports its status on the incident
@@ -25,8 +28,8 @@ class CommandJob:
     def stop(self, incidents: list[Incident]) -> dict[str, Any]:
         return {"note": "not started by faultwarden: left to actions.restart.command"}
 
-    def relaunch(self, resume: list[str], env: dict[str, str], checkpoint: str | None) -> dict[str, Any]:
-        argv = [part.replace("{checkpoint}", checkpoint or "") for part in self.command] + list(resume)
+    def relaunch(self, resume: list[str], env: dict[str, str], names: dict[str, str]) -> dict[str, Any]:
+        argv = templates.fill(self.command, {"checkpoint": "", **names}) + list(resume)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env={**os.environ, **env},
                                 start_new_session=True)

@@ -8,6 +8,10 @@ trigger a second recovery after the new one started. A job action moves the inci
 `acting`, then `resolved` (the job runs again) or `failed` (the restart budget is used up, or
 the job could not be started). Notify-only incidents stay `open`: nothing was fixed.
 
+An incident that opens while another of the same fault and group is being acted on (the NaN
+gradient norms of the steps whose NaN loss stopped the job) is covered by it: no action or
+message of its own (noted `covered`, with the other's id), and it ends as the other ends.
+
 `--dry-run` sends notifications only and notes on the incident what would have been done.
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ from enum import Enum
 from typing import Any, Callable, Protocol
 
 from faultwarden.daemon import logs
+from faultwarden.daemon.actions import templates
 from faultwarden.daemon.actions.checkpoints import CheckpointStore
 from faultwarden.daemon.actions.notify import Notice, Notifier
 from faultwarden.daemon.actions.restart import RestartBudget
@@ -35,7 +40,8 @@ class Job(Protocol):
 
     def stop(self, incidents: list[Incident]) -> dict[str, Any]: ...
 
-    def relaunch(self, resume: list[str], env: dict[str, str], checkpoint: str | None) -> dict[str, Any]: ...
+    def relaunch(self, resume: list[str], env: dict[str, str], names: dict[str, str]) -> dict[str, Any]:
+        """Start the job again; `resume` is already filled, `names` are the template values."""
 
 
 class Result(Enum):
@@ -68,6 +74,7 @@ class Dispatcher:
         self.run_id = run_id
         self.observer = observer
         self.pending: list[Pending] = []
+        self.covered: dict[str, list[Incident]] = {}  # acting incident id -> incidents riding along
         self.dirty = False  # the book changed since the caller last saved it
         self.log = logs.get("faultwarden.actions")
 
@@ -83,6 +90,10 @@ class Dispatcher:
         requested = set(inc.requested)
         action = next((a for a in JOB_ACTIONS if a in requested), None)
         event = "opened" if update.opened else "realert"
+        acting = self._acting_on(inc) if update.opened else None
+        if acting is not None:
+            self._cover(inc, acting, action, _fault_step(inc, step))
+            return
         if action is None:
             self._notify(inc, event)
             return
@@ -100,6 +111,27 @@ class Dispatcher:
         inc.status = "acting"
         self.pending.append(Pending(inc, action, _fault_step(inc, step)))
         self.log.info("incident: job action queued", incident=inc.id, fault=inc.fault, action=action)
+
+    def _acting_on(self, inc: Incident) -> Incident | None:
+        """An incident of the same fault and group whose job action is under way: a NaN loss
+        and the NaN gradient norms of the same steps are one fault, one recovery, one message."""
+        for other in [p.incident for p in self.pending] + list(self.book.incidents.values()):
+            if other.id != inc.id and other.status == "acting" and other.fault == inc.fault \
+                    and other.group == inc.group:
+                return other
+        return None
+
+    def _cover(self, inc: Incident, acting: Incident, action: str | None, step: int | None) -> None:
+        """`inc` rides along with `acting`: no action or message of its own; it ends as `acting` ends."""
+        for name in [a for a in inc.requested if a in (*JOB_ACTIONS, "notify")]:
+            inc.note_action(name, "covered", by=acting.id,
+                            reason=f"incident {acting.id} ({acting.rule}) is acting on the same fault")
+        pending = next((p for p in self.pending if p.incident is acting), None)
+        if pending is not None and action is not None:  # what it asked for still shapes the recovery
+            pending.action = "restore" if "restore" in (pending.action, action) else pending.action
+            pending.step = min((s for s in (pending.step, step) if s is not None), default=None)
+        self.covered.setdefault(acting.id, []).append(inc)
+        self.log.info("incident covered by one being acted on", incident=inc.id, by=acting.id)
 
     # --- job actions ---------------------------------------------------------------------
     def stop_job(self) -> None:
@@ -141,6 +173,9 @@ class Dispatcher:
                 # A job given up for good is told even when the rule did not ask for notify.
                 inc.status = "failed"
                 self._notify(inc, "failed", always=True)
+            for rider in self.covered.pop(inc.id, []):
+                if inc.status in ("resolved", "failed"):
+                    rider.status = inc.status
         return result
 
     def relaunch_after_exit(self, status: int) -> Result:
@@ -176,10 +211,12 @@ class Dispatcher:
                 inc.note_action("restart", "cancelled", reason="faultwarden is shutting down")
             return Result.CANCELLED
         ckpt = restored.checkpoint
-        args = resume_args(self.restore_settings.resume, ckpt) if ckpt else []
+        names = templates.values(incidents[0].group if incidents else None,
+                                 incident=incidents[0].id if incidents else None, run_id=self.run_id,
+                                 checkpoint=ckpt.path if ckpt else None, step=ckpt.step if ckpt else None)
+        args = resume_args(self.restore_settings.resume, ckpt, names) if ckpt else []
         try:
-            details = self.job.relaunch(args, resume_env(self.restore_settings, ckpt),
-                                        str(ckpt.path) if ckpt else None)
+            details = self.job.relaunch(args, resume_env(self.restore_settings, ckpt), names)
         except OSError as exc:
             for inc in incidents:
                 inc.note_action("restart", "failed", reason=str(exc))

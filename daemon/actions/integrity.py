@@ -66,6 +66,9 @@ def check_torch(path: Path) -> list[str]:
             names = archive.namelist()
             bad = archive.testzip()  # reads every member and checks its CRC
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        if not _has_zip_end(path):  # the record a zip ends with: what a torn write loses first
+            return [f"{path.name}: damaged zip archive (truncated: no end-of-central-directory record "
+                    f"in its {path.stat().st_size} bytes)"]
         return [f"{path.name}: damaged zip archive ({exc})"]
     except Exception as exc:  # zlib errors surface as several types across versions
         return [f"{path.name}: damaged zip archive ({type(exc).__name__}: {exc})"]
@@ -74,6 +77,15 @@ def check_torch(path: Path) -> list[str]:
     if not any(n.endswith("data.pkl") for n in names):
         return [f"{path.name}: zip archive without data.pkl: not written by torch.save"]
     return []
+
+
+def _has_zip_end(path: Path) -> bool:
+    """Whether the end-of-central-directory record is in the last 64 KiB + 22 bytes (its
+    furthest place, after the longest archive comment)."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - (65535 + 22)))
+        return b"PK\x05\x06" in fh.read()
 
 
 def check_safetensors(path: Path, size: int) -> list[str]:

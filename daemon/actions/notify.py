@@ -1,4 +1,5 @@
-"""Tell people: a JSON webhook POST and an email, each with its own minimum severity.
+"""Tell people: a JSON webhook POST, a Slack message (Block Kit, through an incoming webhook)
+and an email, each with its own minimum severity.
 
 Sending happens on one background thread, so a slow or dead receiver never holds up detection
 or a restart; each channel retries with tenacity back-off and a timeout. Failures are logged and
@@ -13,19 +14,21 @@ import smtplib
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Callable
+from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from faultwarden.daemon import logs
-from faultwarden.daemon.config import Notify, Smtp, Webhook
+from faultwarden.daemon.config import Notify, Slack, Smtp, Webhook
 from faultwarden.detectors.finding import severity_rank
 
 TIMEOUT_S = 5.0
 ATTEMPTS = 3
+Channel = Webhook | Slack | Smtp
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,32 @@ class Notice:
     status: str | None = None
     actions: tuple[dict, ...] = ()
     run_id: str | None = None
+    evidence: tuple[str, ...] = ()  # the log lines that made the finding
+    links: dict | None = None  # e.g. {"discover": a Kibana Discover URL}
 
     @classmethod
     def of(cls, incident, event: str, run_id: str | None = None) -> "Notice":
         return cls(event=event, severity=incident.severity, message=incident.message,
                    incident=incident.id, fault=incident.fault, rule=incident.rule,
                    advice=incident.advice, group=dict(incident.group), source=dict(incident.source),
-                   status=incident.status, actions=tuple(incident.actions), run_id=run_id)
+                   status=incident.status, actions=tuple(incident.actions), run_id=run_id,
+                   evidence=tuple(incident.evidence), links=dict(incident.links))
+
+    @property
+    def host(self) -> str:
+        """The host the fault is on (the incident's group says), else this one."""
+        return str((self.group or {}).get("host.name") or socket.gethostname())
+
+    @property
+    def run(self) -> str | None:
+        return (self.group or {}).get("labels.run_id") or self.run_id
 
     def payload(self) -> dict[str, Any]:
         return {"incident": self.incident, "event": self.event, "fault": self.fault,
                 "severity": self.severity, "rule": self.rule, "message": self.message,
                 "advice": self.advice, "group": self.group or {}, "source": self.source or {},
-                "status": self.status, "actions": list(self.actions), "run_id": self.run_id,
-                "host": socket.gethostname()}
+                "status": self.status, "actions": list(self.actions), "run_id": self.run,
+                "host": self.host, "evidence": list(self.evidence), "links": self.links or {}}
 
     def subject(self) -> str:
         what = self.fault or "job"
@@ -71,12 +86,30 @@ class Notice:
         for key in ("incident", "fault", "rule", "status", "run_id"):
             if getattr(self, key):
                 lines.append(f"{key}: {getattr(self, key)}")
-        if self.source and self.source.get("path"):
-            lines.append(f"source: {self.source['path']}:{self.source.get('line')}")
+        lines.append(f"host: {self.host}")
+        if self.where:
+            lines.append(f"source: {self.where}")
         for action in self.actions:
-            extra = {k: v for k, v in action.items() if k not in ("action", "outcome", "at")}
+            extra = action_details(action)
             lines.append(f"action {action['action']}: {action['outcome']} {json.dumps(extra, default=str)}")
+        if self.evidence:
+            lines += ["", "Evidence:"] + [f"  {line}" for line in self.evidence]
+        for name, url in (self.links or {}).items():
+            lines.append(f"{name}: {url}")
         return "\n".join(lines) + "\n"
+
+    @property
+    def where(self) -> str | None:
+        """file:line of the incident's first event."""
+        if not self.source or not self.source.get("path"):
+            return None
+        line = self.source.get("line")
+        return f"{self.source['path']}:{line}" if line is not None else str(self.source["path"])
+
+
+def action_details(action: dict) -> dict:
+    """An action's own details, without what every action has."""
+    return {k: v for k, v in action.items() if k not in ("action", "outcome", "at")}
 
 
 @dataclass(frozen=True)
@@ -100,8 +133,12 @@ class Notifier:
         self.log = logs.get("faultwarden.notify")
 
     @property
-    def channels(self) -> list[tuple[str, Webhook | Smtp]]:
-        out: list[tuple[str, Webhook | Smtp]] = [(f"webhook {w.url}", w) for w in self.settings.webhooks]
+    def channels(self) -> list[tuple[str, Channel]]:
+        out: list[tuple[str, Channel]] = [(f"webhook {w.url}", w) for w in self.settings.webhooks]
+        # A Slack webhook URL is a secret: the channel is named by its host only (it is written
+        # on incidents and logs).
+        out += [(f"slack {urllib.parse.urlsplit(s.url.get_secret_value()).netloc} #{i + 1}", s)
+                for i, s in enumerate(self.settings.slack)]
         if self.settings.smtp:
             out.append((f"email {','.join(self.settings.smtp.to)}", self.settings.smtp))
         return out
@@ -148,13 +185,19 @@ class Notifier:
                 self._pending -= 1
                 self._cond.notify_all()
 
-    def _deliver(self, channel: Webhook | Smtp, notice: Notice) -> str:
-        send: Callable[[], str] = (
-            (lambda: post_json(channel.url, notice.payload(), self.timeout_s)) if isinstance(channel, Webhook)
-            else (lambda: send_email(channel, notice, self.timeout_s)))
+    def _deliver(self, channel: Channel, notice: Notice) -> str:
         retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.2, max=2),
                             retry=retry_if_exception(_transient), reraise=True)
-        return retrying(send)
+        return retrying(self._send, channel, notice)
+
+    def _send(self, channel: Channel, notice: Notice) -> str:
+        if isinstance(channel, Webhook):
+            return post_json(channel.url, notice.payload(), self.timeout_s)
+        if isinstance(channel, Slack):
+            from faultwarden.daemon.actions.slack import message  # it builds on Notice
+
+            return post_json(channel.url.get_secret_value(), message(notice), self.timeout_s)
+        return send_email(channel, notice, self.timeout_s)
 
 
 def _transient(exc: BaseException) -> bool:

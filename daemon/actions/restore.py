@@ -1,22 +1,22 @@
 """Make a chosen checkpoint the one the job resumes from.
 
 The job is told through argv and the environment, never through a shell: the config's
-`actions.restore.resume` elements are appended to the job's command with `{checkpoint}` (and
-`{step}`) filled in by plain string replacement, so a path or any text from a log stays one argv
-element, and `actions.restore.resume_env` names a variable set to the same path.
+`actions.restore.resume` elements are appended to the job's command with `{checkpoint}`,
+`{step}` (and the other `templates` names) filled in by plain string replacement, so a path or
+any text from a log stays one argv element, and `actions.restore.resume_env` names a variable
+set to the same path.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faultwarden.daemon.actions import quarantine
+from faultwarden.daemon.actions import quarantine, templates
 from faultwarden.daemon.actions.checkpoints import Checkpoint, CheckpointStore, Verdict
 from faultwarden.daemon.config import Restore
 
 
-def resume_args(template: list[str], ckpt: Checkpoint) -> list[str]:
-    return [part.replace("{checkpoint}", str(ckpt.path)).replace("{step}", str(ckpt.step))
-            for part in template]
+def resume_args(template: list[str], ckpt: Checkpoint, names: dict[str, str] | None = None) -> list[str]:
+    return templates.fill(template, {**(names or {}), "checkpoint": str(ckpt.path), "step": str(ckpt.step)})
 
 
 def resume_env(settings: Restore, ckpt: Checkpoint | None) -> dict[str, str]:

@@ -2,13 +2,16 @@
 
 The job gets its own process group (session), so a stop reaches its DataLoader workers and
 other children too, and it never goes through a shell. Two inputs reach the callback:
-- its stdout and stderr, read line by line on two threads, appended to one log file
-  (`job.log`, kept across restarts, so a line's byte offset names it for good), in file order;
+- its stdout and stderr, one pipe for both (as a terminal, or Slurm's `--output`, shows them):
+  with two pipes the order between them is lost, and a traceback on stderr gets stdout lines
+  spliced into it. Read line by line on one thread and appended to one log file (`job.log`,
+  kept across restarts, so a line's byte offset names it for good), in the order written;
 - the structured events it writes itself to `$FAULTWARDEN_LOG_PATH` (faultwarden.model's
   logger does by default), followed by polling, since only the job appends to that file.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -30,7 +33,7 @@ POLL_S = 0.05  # how often the job's own event file is looked at
 @dataclass(frozen=True)
 class Line:
     text: str
-    stream: str  # "stdout" | "stderr" | "events" (the job's own event file)
+    stream: str  # "output" (stdout+stderr) | "events" (the job's own event file) | "faultwarden" (a note)
     path: str  # the file the line is in
     offset: int  # byte offset of the line in that file
     line_no: int  # 1-based line number in that file
@@ -40,6 +43,23 @@ class Line:
 def exit_code(returncode: int) -> int:
     """A shell-style exit status: killed by signal N is 128+N."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+def exit_note(pid: int | None, attempt: int, status: int) -> str:
+    """faultwarden's JSON line on a job that ended by itself with an error. A death by signal
+    is worded as torchrun words it ("Signal 9 (SIGKILL) received by PID ..."), so the same rules
+    (the default pack's host-oom-killed) recognise both."""
+    if status > 128 and status - 128 in _SIGNALS:
+        signum = status - 128
+        what = f"Signal {signum} ({_SIGNALS[signum]}) received by PID {pid} (the job, attempt {attempt}); " \
+               f"exit status {status}"
+    else:
+        what = f"the job (PID {pid}, attempt {attempt}) exited with status {status}"
+    return json.dumps({"log.level": "error", "log.logger": "faultwarden.run", "message": f"faultwarden: {what}",
+                       "process.pid": pid, "process.exit_code": status})
+
+
+_SIGNALS = {s.value: s.name for s in signal.Signals}
 
 
 class Supervisor:
@@ -75,13 +95,12 @@ class Supervisor:
         env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
                **self.env, **(extra_env or {}), "FAULTWARDEN_ATTEMPT": str(self.attempt)}
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=self.cwd,
+                                     stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
                                      start_new_session=True, close_fds=True)
         self.started_at = time.time()
         attempt = self.attempt
-        self._readers = [threading.Thread(target=self._read, args=(pipe, name, attempt), daemon=True,
-                                          name=f"faultwarden-job-{name}")
-                         for pipe, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, "output", attempt),
+                                          daemon=True, name="faultwarden-job-output")]
         for t in self._readers:
             t.start()
         if self.events is not None:
@@ -158,6 +177,12 @@ class Supervisor:
         dest.write_text(out.stdout + out.stderr)
         return {"stacks": str(dest), "py_spy_exit": out.returncode}
 
+    def note(self, text: str) -> None:
+        """A line of faultwarden's own in job.log, after what the job printed (as torchrun and
+        Slurm add theirs to a job's output): it reaches the callback like the job's lines, so
+        rules see it, and `diagnose job.log` later sees the same."""
+        self._append(text.rstrip("\n").encode() + b"\n", "faultwarden", self.attempt)
+
     def close(self) -> None:
         if self.events is not None:
             self.events.close()
@@ -175,13 +200,16 @@ class Supervisor:
             for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
                 if not raw.endswith(b"\n"):
                     raw += b"\n"  # the last line had none, or a record was cut: keep the file in lines
-                text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-                with self._lock:  # one writer at a time, and callbacks in file order
-                    offset = self._size
-                    self._log.write(raw)
-                    self._size += len(raw)
-                    self._line_no += 1
-                    self.on_line(Line(text, stream, str(self.log_path), offset, self._line_no, attempt))
+                self._append(raw, stream, attempt)
+
+    def _append(self, raw: bytes, stream: str, attempt: int) -> None:
+        text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+        with self._lock:  # one writer at a time, and callbacks in file order
+            offset = self._size
+            self._log.write(raw)
+            self._size += len(raw)
+            self._line_no += 1
+            self.on_line(Line(text, stream, str(self.log_path), offset, self._line_no, attempt))
 
 
 class FileFollower:
