@@ -3,12 +3,15 @@ real SMTP server (aiosmtpd), and configs whose rule folder holds only the rules 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from faultwarden.daemon.config import Config
 
@@ -42,6 +45,13 @@ RULES = {
     match: {message: {regex: 'loss diverged'}}
     group_by: [labels.run_id]
     actions: [restore, notify]""",
+    "diverged-is-nan": """
+  - id: diverged-is-nan
+    fault: nan_inf
+    severity: error
+    match: {message: {regex: 'loss diverged'}}
+    group_by: [labels.run_id]
+    actions: [notify]""",
     "worker-crashed": """
   - id: worker-crashed
     fault: distributed_worker_failure
@@ -70,7 +80,7 @@ RULES = {
 def make_config(tmp_path: Path):
     """A config for a supervised run: only the named test rules, no back-off, overrides."""
 
-    def make(rules=tuple(RULES), restart: dict | None = None, restore: dict | None = None,
+    def make(rules=("loss-not-finite", "loss-diverged", "worker-crashed", "hung", "just-tell"), restart: dict | None = None, restore: dict | None = None,
              notify: dict | None = None) -> Config:
         folder = tmp_path / "rules"
         folder.mkdir(exist_ok=True)
@@ -160,3 +170,51 @@ def smtp_server():
 
 def incidents(state_dir: Path) -> list[dict]:
     return json.loads((state_dir / "incidents.json").read_text())["incidents"]
+
+
+def job_log(tmp_path: Path) -> str:
+    """The run's job.log (the one run in the test's state dir)."""
+    run_dir = next((tmp_path / "state" / "runs").iterdir())
+    return (run_dir / "job.log").read_text()
+
+
+def quarantined(ckpt: Path) -> list[str]:
+    return sorted(p.name for p in (ckpt / ".faultwarden-quarantine").glob("*/checkpoint-*"))
+
+
+FAULTWARDEN = [sys.executable, "-m", "faultwarden.daemon.cli"]
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """`faultwarden run --config F -- CMD...` as a real process in tmp_path: the default rule
+    pack, plus a rule folder with `rules` (YAML text) when given, no back-off; `on_start(proc)`
+    runs while it runs; returns the finished process."""
+
+    def run(cmd: list[str], rules: str | None = None, restart: dict | None = None,
+            restore: dict | None = None, notify: dict | None = None, timeout: float = 120.0,
+            on_start=None) -> subprocess.CompletedProcess:
+        folders = []
+        if rules:
+            (tmp_path / "my-rules").mkdir(exist_ok=True)
+            (tmp_path / "my-rules" / "rules.yaml").write_text(rules)
+            folders.append(str(tmp_path / "my-rules"))
+        config = {"state_dir": str(tmp_path / "state"), "detectors": {"rules": folders},
+                  "actions": {"restart": {"backoff_initial_s": 0, "backoff_max_s": 0, **(restart or {})},
+                              "restore": {"checkpoint_dirs": [str(tmp_path / "ckpt")], **(restore or {})}},
+                  "notify": notify or {}}
+        path = tmp_path / "faultwarden.yaml"
+        path.write_text(yaml.safe_dump(config))
+        proc = subprocess.Popen([*FAULTWARDEN, "run", "--config", str(path), "--", *cmd], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            if on_start is not None:
+                on_start(proc)
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    return run

@@ -56,7 +56,9 @@ def test_output_goes_to_the_log_and_the_callback_with_offsets_across_restarts(tm
     for line in printed:
         assert data[line.offset:].split(b"\n", 1)[0].decode() == line.text
     assert [l.line_no for l in printed] == list(range(1, 9))
-    assert {l.stream for l in printed} == {"stdout", "stderr"}
+    assert {l.stream for l in printed} == {"output"}
+    # stdout and stderr share one pipe: what the job wrote is in job.log in the order written
+    assert [l.text for l in printed[:3]] == ["out one", "err one", "run=r1 attempt=1 args=[]"]
     assert "run=r1 attempt=2 args=['--resume', 'x; y']" in [l.text for l in printed]
     assert data.count(b"no newline at the end\n") == 2  # the unterminated last line is still a line
     own = [l for l in got if l.stream == "events"]
