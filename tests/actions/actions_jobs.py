@@ -7,7 +7,8 @@
 #       [--oom-at N] [--truncate-at N] [--every-attempt]
 # The faults fire on the first attempt only (FAULTWARDEN_ATTEMPT), or on every attempt with
 # --every-attempt; after a NaN at a saving step, a divergence or a wedge the job waits to be
-# stopped (so what was saved before the stop is known exactly). --oom-at raises a real
+# stopped (so what was saved before the stop is known exactly). The divergence line goes out in
+# the same write as its step's loss line. --oom-at raises a real
 # exception whose traceback Python prints as torch's CUDA OOM; --truncate-at cuts that step's
 # checkpoint file in half after it was saved (a save torn by a crash).
 TRAIN = r'''
@@ -22,8 +23,11 @@ nan_at, diverged_at, wedge_at, crash_at, oom_at, truncate_at = (opt(n) for n in 
 class OutOfMemoryError(RuntimeError):
     pass
 OutOfMemoryError.__module__ = "torch"  # the traceback names it torch.OutOfMemoryError
+def emit(*records):  # one write: a stop cannot fall between these lines
+    sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
+    sys.stdout.flush()
 def log(**fields):
-    print(json.dumps(fields), flush=True)
+    emit(fields)
 def save(step):
     folder = os.path.join(ckpt_dir, f"checkpoint-{step}")
     os.makedirs(folder, exist_ok=True)
@@ -50,11 +54,10 @@ for step in range(start + 1, end + 1):
                                "capacity of 79.15 GiB of which 1.21 GiB is free.")
     if step % save_every == 0:
         save(step)  # before the step's loss line: a NaN-time checkpoint exists when NaN shows
-    log(message="train", **{"ml.step": step, "ml.loss": float("nan") if bad else 1.0 / step})
-    if first and nan_at == step and step % save_every == 0:
-        time.sleep(120)
-    if first and diverged_at == step:
-        log(message=f"loss diverged at step {step}", **{"ml.step": step})
+    train = {"message": "train", "ml.step": step, "ml.loss": float("nan") if bad else 1.0 / step}
+    diverged = first and diverged_at == step
+    emit(train, *([{"message": f"loss diverged at step {step}", "ml.step": step}] if diverged else []))
+    if diverged or (first and nan_at == step and step % save_every == 0):
         time.sleep(120)
     if first and crash_at == step:
         sys.exit(3)

@@ -70,12 +70,12 @@ def test_unhealthy_checkpoint_before_the_fault_is_passed_over(tmp_path, make_con
 
 
 def test_a_second_incident_of_the_same_fault_rides_along_with_the_recovery(tmp_path, make_config, webhook):
-    """NaN loss from step 23 (restore); at step 24 a notify-only rule of the same fault fires
-    while the first is being acted on: one recovery, one message."""
+    """A NaN loss at step 23 (restore) and, in the same write, a line a notify-only rule of the
+    same fault fires on while the first is being acted on: one recovery, one message."""
     config = make_config(rules=["loss-not-finite", "diverged-is-nan"],
                          notify={"webhooks": [{"url": webhook.url, "min_severity": "warning"}]})
     ckpt = tmp_path / "ckpt"
-    cmd = [sys.executable, "-c", TRAIN, str(ckpt), "30", "5", "--nan-at", "23", "--diverged-at", "24"]
+    cmd = [sys.executable, "-c", TRAIN, str(ckpt), "30", "5", "--nan-at", "23", "--diverged-at", "23"]
     assert run_supervised(config, cmd, dry_run=False) == 0
 
     by_rule = {i["rule"]: i for i in incidents(tmp_path / "state")}
