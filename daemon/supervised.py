@@ -305,6 +305,10 @@ class SupervisedRun:
             self.sink.submit(event)  # named by its file and offset: a replay doubles nothing
 
     def _on_incident(self, update: Update) -> None:
+        if update.opened:
+            from faultwarden.daemon.discover import link_incident
+
+            link_incident(update.incident, self.config.kibana)
         self.dispatcher.handle(update, step=self.last_step)
         if self.incident_index is not None:
             self.incident_index.upsert(update.incident)
