@@ -75,6 +75,16 @@ def explain(exc: BaseException, hosts: str) -> str:
     return f"Elasticsearch at {hosts}: {type(exc).__name__}: {_first_line(exc)}"
 
 
+def needs_person(exc: BaseException) -> bool:
+    """A failure retrying will not cure: wrong credentials or rights, a certificate not trusted.
+    Shipping still retries (a person may fix it while the daemon runs), but shutting down does
+    not wait for it."""
+    from elastic_transport import TlsError
+    from elasticsearch import ApiError
+
+    return isinstance(exc, TlsError) or (isinstance(exc, ApiError) and exc.status_code in (401, 403))
+
+
 def _reason(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):

@@ -39,6 +39,7 @@ class IncidentIndex:
         self._pending: dict[str, dict[str, Any]] = {}  # id -> latest document not yet stored
         self._changed = threading.Condition()
         self._stop = threading.Event()
+        self._blocked = False  # the last write failed in a way only a person can fix (401, TLS)
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="faultwarden-incidents", daemon=True)
@@ -77,7 +78,13 @@ class IncidentIndex:
             return self._changed.wait_for(lambda: not self._pending, timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
-        done = self.flush(timeout) if self._thread is not None else True
+        """Store what is pending within `timeout` (not waiting at all while Elasticsearch
+        refuses the credentials or the certificate), then stop the writer."""
+        done = True
+        if self._thread is not None:
+            with self._changed:
+                self._changed.wait_for(lambda: not self._pending or self._blocked, timeout)
+                done = not self._pending
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
@@ -104,7 +111,7 @@ class IncidentIndex:
         return False
 
     def _run(self) -> None:
-        from faultwarden.daemon.ship.client import explain, hosts_of
+        from faultwarden.daemon.ship.client import explain, hosts_of, needs_person
 
         log = logs.get("faultwarden.ship")
         failures = 0
@@ -121,6 +128,9 @@ class IncidentIndex:
                 self._store(doc)
             except Exception as exc:
                 failures += 1
+                with self._changed:
+                    self._blocked = needs_person(exc)
+                    self._changed.notify_all()
                 if failures == 1 or failures % 10 == 0:
                     log.warning("cannot store incidents in Elasticsearch yet; retrying",
                                 reason=explain(exc, hosts_of(self.client)), pending=len(self._pending))
@@ -129,6 +139,7 @@ class IncidentIndex:
                 continue
             failures = 0
             with self._changed:
+                self._blocked = False
                 if self._pending.get(doc_id) is doc:  # not replaced by a newer state meanwhile
                     del self._pending[doc_id]
                 self._changed.notify_all()

@@ -24,6 +24,7 @@ caller turns into holding back its shipping cursor — never into dropping event
 from __future__ import annotations
 
 import queue
+import random
 import socket
 import threading
 import time
@@ -38,6 +39,7 @@ from faultwarden.daemon.ship.documents import Document, to_document
 
 OnShipped = Callable[[str, int], None]
 _CLOSE = object()
+LOG_EVERY = 10  # failed attempts between two "held up" lines with the same cause
 
 
 @dataclass
@@ -65,6 +67,21 @@ class _Batch:
         self.pending = docs
         self.resolved = False
         self.last_error: str | None = None
+        self.cause: str | None = None  # last_error without the details that differ every time
+        # The failed attempts in a row of one kind: no answer at all (down, frozen, TLS...) or
+        # an answer that says "later" (429, 5xx). The back-off grows with it and starts over
+        # when the kind changes, so the 429s of a cluster that just came back are not waited
+        # on as long as the outage before them.
+        self.unanswered = False
+        self.streak = 0
+        self.needs_person = False  # the failure will not go away by itself (401, 403, TLS)
+        self.answers_seen = 0  # the sink's answer count when the last attempt began
+
+    def failed(self, unanswered: bool, error: str, cause: str, needs_person: bool = False) -> None:
+        if unanswered != self.unanswered:
+            self.unanswered, self.streak = unanswered, 0
+        self.streak += 1
+        self.last_error, self.cause, self.needs_person = error, cause, needs_person
 
 
 class ElasticsearchSink:
@@ -94,6 +111,13 @@ class ElasticsearchSink:
         self._closed = False
         self._abort = threading.Event()  # set when close() runs out of time: stop retrying
         self._failing = False
+        self._blocked = False  # the last failure needs a person (401, 403, TLS): close() will not wait
+        self._logged_error: str | None = None  # the reason last logged, and failures since
+        self._failures_unlogged = 0
+        # Answers from the cluster so far: a sender waiting out a back-off because nothing
+        # answered wakes up as soon as another sender gets an answer (the cluster is back).
+        self._answers = 0
+        self._wake = threading.Condition()
         self._lock = threading.Lock()  # stats, setup, the order of batches
         self._collecting = threading.Lock()  # one sender forms a batch at a time
         self._draining = False
@@ -141,10 +165,14 @@ class ElasticsearchSink:
             self._closed = True
             self._queue.put(_CLOSE)
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        # Waiting is pointless while Elasticsearch refuses the credentials or the certificate.
+        while self.running and not self._blocked and time.monotonic() < deadline:
+            for thread in self._threads:
+                thread.join(min(0.1, max(0.0, deadline - time.monotonic())))
         if self.running:
             self._abort.set()  # stop retrying; a request in flight finishes or times out
+            with self._wake:
+                self._wake.notify_all()
             for thread in self._threads:
                 thread.join(min(5.0, self.settings.request_timeout_s))
         done = self._outstanding == 0
@@ -212,37 +240,60 @@ class ElasticsearchSink:
 
     def _deliver(self, batch: _Batch) -> bool:
         """Send until every document has a final answer; False if close() gave up first."""
-        from tenacity import (Retrying, retry_if_exception_type, retry_if_result, sleep_using_event,
-                              stop_when_event_set, wait_exponential, wait_random)
+        from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_when_event_set
 
         retrying = Retrying(
             # The attempt returns what is still pending; an unexpected error (say, the disk
             # under the dead-letter file is full) is retried too rather than ending the thread.
             retry=retry_if_result(bool) | retry_if_exception_type(Exception),
-            # Exponential, capped, plus jitter so that many daemons do not retry in step.
-            wait=wait_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s)
-            + wait_random(0, self.backoff_initial_s),
+            wait=lambda state: self._backoff(batch),
             stop=stop_when_event_set(self._abort),
-            sleep=sleep_using_event(self._abort),
+            sleep=lambda seconds: self._sleep(seconds, batch),
             before_sleep=lambda state: self._note_retry(batch, state),
             retry_error_callback=lambda state: batch.pending,
         )
         pending = retrying(self._attempt, batch)
+        if not pending:
+            self._blocked = False
         if not pending and self._failing:
             self._failing = False
+            self._logged_error = None
             self._log.info("shipping to Elasticsearch again", hosts=self.hosts)
         return not pending
+
+    def _backoff(self, batch: _Batch) -> float:
+        """Exponential in the failures of one kind in a row, capped, plus jitter so that many
+        daemons do not retry in step."""
+        step = min(max(batch.streak, 1) - 1, 30)
+        return (min(self.backoff_max_s, self.backoff_initial_s * 2 ** step)
+                + random.uniform(0, self.backoff_initial_s))
+
+    def _sleep(self, seconds: float, batch: _Batch) -> None:
+        """Wait out a back-off; cut short by close() giving up, and, when nothing answered this
+        batch, by another sender getting an answer."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._abort.is_set()
+                                or (batch.unanswered and self._answers != batch.answers_seen), timeout=seconds)
+
+    def _answered(self) -> None:
+        with self._wake:
+            self._answers += 1
+            self._wake.notify_all()
 
     def _attempt(self, batch: _Batch) -> list[Document]:
         if self._abort.is_set():
             return batch.pending
+        batch.answers_seen = self._answers
         if self._need_setup and not self._setup(batch):
             return batch.pending
         retry: list[Document] = []
         refused: list[tuple[Document, int, Any]] = []
         answered = shipped = already_there = 0
+        later: tuple[int, Any] | None = None  # an answer that says "later", for the log
         try:
             for doc, (ok, item) in zip(batch.pending, self._bulk(batch.pending)):
+                if not answered:
+                    self._answered()
                 answered += 1
                 info = next(iter(item.values()))
                 status = info.get("status", 500)
@@ -253,14 +304,14 @@ class ElasticsearchSink:
                 elif "exception" in info or status == 429 or status >= 500:
                     # `exception`: the whole request failed (e.g. 401, 503): not this document.
                     retry.append(doc)
-                    batch.last_error = f"{status}: {_error_text(info.get('error'))}"
+                    later = (status, info.get("exception") or info.get("error"))
                 else:
                     refused.append((doc, status, info.get("error")))
         except Exception as exc:  # no answer at all (connection refused, timeout, TLS...)
-            from faultwarden.daemon.ship.client import explain
-
             retry.extend(batch.pending[answered:])
-            batch.last_error = explain(exc, self.hosts)
+            self._failed(batch, exc, unanswered=True)
+        if later is not None:
+            self._failed(batch, later[1], unanswered=False, status=later[0])
         if refused:
             with self._lock:  # one writer at a time in the dead-letter file
                 self.dead_letter.write(refused)
@@ -305,23 +356,57 @@ class ElasticsearchSink:
                                   "(run `faultwarden ship --setup` as an admin)",
                                   reason=explain(exc, self.hosts))
             except Exception as exc:
-                batch.last_error = explain(exc, self.hosts)
+                self._failed(batch, exc, unanswered=not _is_answer(exc))
                 return False
             self._need_setup = False
-            return True
+        self._answered()
+        return True
+
+    def _failed(self, batch: _Batch, error: Any, unanswered: bool, status: int | None = None) -> None:
+        """Record why this attempt failed: one line a person can act on."""
+        from elasticsearch import ApiError
+
+        from faultwarden.daemon.ship.client import explain, needs_person
+
+        # `cause` is the reason without what differs every time (a rejection's reason names
+        # Java objects by address): the same cause again is not logged again at once.
+        if isinstance(error, ApiError):
+            text = explain(error, self.hosts)[:400]
+            body = error.body if isinstance(error.body, dict) else {}
+            kind = body.get("error", {}).get("type") if isinstance(body.get("error"), dict) else None
+            cause = f"{error.status_code} {kind}" if kind else text
+            person = needs_person(error)
+        elif isinstance(error, BaseException):
+            text = cause = explain(error, self.hosts)
+            person = needs_person(error)
+        else:  # a per-document answer: its status and error object
+            text = f"Elasticsearch at {self.hosts} answered {status}: {_error_text(error)[:300]}"
+            kind = error.get("type") if isinstance(error, dict) else None
+            cause = f"{status} {kind}" if kind else text
+            person = False
+        batch.failed(unanswered, text, cause, person)
+        self._blocked = person
+        if not unanswered:
+            self._answered()
 
     def _note_retry(self, batch: _Batch, state: Any) -> None:
+        """One log line when shipping is first held up or the reason changes, then one every
+        LOG_EVERY failed attempts (of all senders together), not one per sender and attempt."""
         with self._lock:
             self.stats.retried += len(batch.pending)
-        if state.outcome.failed:
-            exc = state.outcome.exception()
-            batch.last_error = f"{type(exc).__name__}: {exc}"
-        wait = state.next_action.sleep if state.next_action else 0.0
-        if not self._failing or state.attempt_number % 10 == 1:
-            self._log.warning("shipping to Elasticsearch is held up; retrying",
-                              reason=batch.last_error, pending=len(batch.pending),
-                              attempt=state.attempt_number, retry_in_s=round(wait, 2))
-        self._failing = True
+            if state.outcome.failed:  # not Elasticsearch: our own bug or the disk
+                exc = state.outcome.exception()
+                batch.failed(False, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+            self._failures_unlogged += 1
+            log = batch.cause != self._logged_error or self._failures_unlogged >= LOG_EVERY
+            if log:
+                self._logged_error, self._failures_unlogged = batch.cause, 0
+            self._failing = True
+        if log:
+            wait = state.next_action.sleep if state.next_action else 0.0
+            emit = self._log.error if batch.needs_person else self._log.warning
+            emit("shipping to Elasticsearch is held up; retrying", reason=batch.last_error,
+                 pending=len(batch.pending), attempt=state.attempt_number, retry_in_s=round(wait, 2))
 
     def _resolved(self, batch: _Batch) -> None:
         """This batch has its answers; acknowledge it and any finished batches after it, but
@@ -385,6 +470,12 @@ def make_sink(config: Any, on_shipped: OnShipped | None = None, **kwargs: Any):
     if config.elasticsearch.hosts:
         return ElasticsearchSink(config.elasticsearch, on_shipped, state_dir=config.state_dir, **kwargs)
     return LocalSink(on_shipped)
+
+
+def _is_answer(exc: BaseException) -> bool:
+    from elasticsearch import ApiError
+
+    return isinstance(exc, ApiError)
 
 
 def _error_text(error: Any) -> str:

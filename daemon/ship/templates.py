@@ -201,15 +201,22 @@ def probe(client: Any) -> Capabilities:
     try:
         client.ilm.get_status()
         caps.ilm = True
-    except ApiError:  # 400 "no handler found": the distribution has no ILM
-        pass
+    except ApiError as exc:  # 400 "no handler found": the distribution has no ILM
+        _absent_or_raise(exc)
     try:
         # Without the data-streams module `_data_stream` is read as an index name and refused.
         client.perform_request("GET", "/_data_stream", headers={"accept": "application/json"})
         caps.data_streams = True
-    except ApiError:
-        pass
+    except ApiError as exc:
+        _absent_or_raise(exc)
     return caps
+
+
+def _absent_or_raise(exc: Exception) -> None:
+    """A refusal that means "no such feature here" (400, 404, 405; 403: not for this user) is
+    an answer; anything else (401 wrong password, 429, 5xx) is not, and must not be read as one."""
+    if getattr(exc, "status_code", None) not in (400, 403, 404, 405):
+        raise exc
 
 
 def setup(client: Any, prefix: str) -> SetupReport:
