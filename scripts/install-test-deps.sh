@@ -17,6 +17,9 @@ missing=()
 command -v mvn >/dev/null || missing+=(maven)
 command -v java >/dev/null || missing+=(default-jdk-headless)
 command -v useradd >/dev/null || missing+=(passwd)
+# TLS + basic auth in front of the test node (tests/ship/test_tls.py)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)  # the HTML report is opened in a real browser
 command -v /lib/systemd/systemd-journal-remote >/dev/null || missing+=(systemd-journal-remote)  # real journal files for the journald source tests
 if [ ${#missing[@]} -gt 0 ]; then

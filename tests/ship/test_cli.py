@@ -35,7 +35,8 @@ def run(*args, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.es
-def test_ship_twice_ships_nothing_new(es, es_url, prefix, tmp_path):
+def test_ship_twice_ships_nothing_new(any_es, prefix, tmp_path):
+    es, es_url = any_es.client, any_es.url
     log = tmp_path / "train.log"
     lines = [json.dumps({"msg": f"step {i}", "loss": 1.0 / (i + 1), "step": i}) for i in range(40)]
     lines[5] = '{"msg": "step 5", "loss": NaN, "step": 5}'

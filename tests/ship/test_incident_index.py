@@ -18,12 +18,13 @@ def finding(t: float, run: str = "r1", rule: str = "cuda-oom", fault: str = "cud
 
 
 @pytest.fixture
-def book_and_index(es, prefix):
-    setup(es, prefix)
-    return IncidentBook(), IncidentIndex(es, prefix, refresh=True)
+def book_and_index(any_es, prefix):
+    setup(any_es.client, prefix)
+    return IncidentBook(), IncidentIndex(any_es.client, prefix, refresh=True)
 
 
-def test_updates_keep_one_document_per_incident(es, prefix, book_and_index):
+def test_updates_keep_one_document_per_incident(any_es, prefix, book_and_index):
+    es = any_es.client
     book, index = book_and_index
     inc = book.record(finding(1_767_225_600.25)).incident
     index.upsert(inc)
@@ -62,7 +63,8 @@ def test_resolved_incidents_are_listed_only_when_asked(book_and_index):
         index.get("doesnotexist")
 
 
-def test_in_the_daemon_upserts_never_wait_and_the_latest_state_arrives(es, prefix, settings, proxy):
+def test_in_the_daemon_upserts_never_wait_and_the_latest_state_arrives(any_es, prefix, settings, proxy):
+    es = any_es.client
     setup(es, prefix)
     book = IncidentBook()
     index = IncidentIndex.from_config(settings(proxy.url), backoff_max_s=0.2)  # the cluster is away

@@ -15,7 +15,8 @@ def _leaf_types(caps: dict, names) -> dict[str, str]:
     return {n: next(iter(caps[n])) for n in names if n in caps}
 
 
-def test_setup_is_idempotent_and_keeps_the_incidents(es, prefix):
+def test_setup_is_idempotent_and_keeps_the_incidents(any_es, prefix):
+    es = any_es.client
     first = setup(es, prefix)
     assert first.templates == [f"{prefix}-events", f"{prefix}-incidents"]
     assert first.incidents_index_created
@@ -28,7 +29,8 @@ def test_setup_is_idempotent_and_keeps_the_incidents(es, prefix):
     assert es.indices.get_index_template(name=f"{prefix}-events")["index_templates"][0] == template_before
 
 
-def test_every_declared_field_is_mapped_with_its_type(es, prefix):
+def test_every_declared_field_is_mapped_with_its_type(any_es, prefix):
+    es = any_es.client
     setup(es, prefix)
     es.indices.create(index=f"{prefix}-events-2026.01.01")
     caps = es.field_caps(index=f"{prefix}-events-2026.01.01", fields=list(EVENT_FIELDS))["fields"]
@@ -38,7 +40,8 @@ def test_every_declared_field_is_mapped_with_its_type(es, prefix):
     assert _leaf_types(caps, inc_fields) == {n: INCIDENT_FIELDS[n]["type"] for n in inc_fields}
 
 
-def test_unknown_fields_map_as_keyword_labels_and_double_metrics(es, es_url, settings, prefix, tmp_path):
+def test_unknown_fields_map_as_keyword_labels_and_double_metrics(any_es, settings, prefix, tmp_path):
+    es, es_url = any_es.client, any_es.url
     event = {**training_events(1)[0], "labels.team": "vision", "labels.gpu_count": 8,
              "ml.custom_metric": 3, "worker": "w-7"}
     sink = ElasticsearchSink(settings(es_url), state_dir=tmp_path)
@@ -50,7 +53,8 @@ def test_unknown_fields_map_as_keyword_labels_and_double_metrics(es, es_url, set
                                         "ml.custom_metric": "double", "worker": "keyword"}
 
 
-def test_a_chatty_log_cannot_explode_the_mapping(es, es_url, settings, prefix, tmp_path):
+def test_a_chatty_log_cannot_explode_the_mapping(any_es, settings, prefix, tmp_path):
+    es, es_url = any_es.client, any_es.url
     chatty = {**training_events(1)[0], **{f"labels.k{i}": "v" for i in range(FIELDS_LIMIT + 500)}}
     sink = ElasticsearchSink(settings(es_url), state_dir=tmp_path)
     ship(sink, [chatty])

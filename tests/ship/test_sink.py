@@ -27,7 +27,8 @@ def search_all(es, prefix):
     return es.search(index=f"{prefix}-events-*", size=1000, sort=[{"log.offset": "asc"}])["hits"]["hits"]
 
 
-def test_events_land_typed_with_nan_as_null(es, es_url, settings, prefix, tmp_path):
+def test_events_land_typed_with_nan_as_null(any_es, settings, prefix, tmp_path):
+    es, es_url = any_es.client, any_es.url
     events = training_events(10)
     sink = make_sink(settings, es_url, tmp_path)
     ship(sink, events)
@@ -53,7 +54,8 @@ def test_events_land_typed_with_nan_as_null(es, es_url, settings, prefix, tmp_pa
     assert es.count(index=f"{prefix}-events-*", query={"term": {"ml.non_finite": "ml.loss"}})["count"] == nans
 
 
-def test_a_replay_doubles_nothing(es, es_url, settings, prefix, tmp_path):
+def test_a_replay_doubles_nothing(any_es, settings, prefix, tmp_path):
+    es, es_url = any_es.client, any_es.url
     events = training_events(30)
     first = make_sink(settings, es_url, tmp_path)
     ship(first, events[:20])
@@ -67,7 +69,8 @@ def test_a_replay_doubles_nothing(es, es_url, settings, prefix, tmp_path):
     assert [h["_source"]["log.offset"] for h in hits] == [e["log.offset"] for e in events]
 
 
-def test_refused_documents_are_dead_lettered_and_the_stream_goes_on(es, es_url, settings, prefix, tmp_path):
+def test_refused_documents_are_dead_lettered_and_the_stream_goes_on(any_es, settings, prefix, tmp_path):
+    es, es_url = any_es.client, any_es.url
     acked = []
     events = training_events(6)
     events[2] = {**events[2], "ml.loss": "not a number"}  # conflicts with the double mapping
@@ -108,9 +111,10 @@ class AckChecker:
         assert ends == sorted(ends)
 
 
-def test_cursor_moves_only_after_the_ack_and_an_outage_loses_nothing(es, settings, prefix, tmp_path, proxy):
+def test_cursor_moves_only_after_the_ack_and_an_outage_loses_nothing(any_es, settings, prefix, tmp_path, proxy):
     """ES down first (the proxy's port refuses connections), then up: everything arrives, and
     every offset reported was already held by Elasticsearch when it was reported."""
+    es = any_es.client
     events = training_events(25)
     checker = AckChecker(es, prefix, events)
     sink = make_sink(settings, proxy.url, tmp_path, on_shipped=checker, settings={"batch_events": 10})
@@ -124,7 +128,8 @@ def test_cursor_moves_only_after_the_ack_and_an_outage_loses_nothing(es, setting
     assert len(search_all(es, prefix)) == 25 and sink.stats.shipped == 25
 
 
-def test_per_document_429s_are_retried_until_stored(es, settings, prefix, tmp_path, proxy):
+def test_per_document_429s_are_retried_until_stored(any_es, settings, prefix, tmp_path, proxy):
+    es = any_es.client
     events = training_events(40)
     # Every other document of the first batches is refused once, so those batches resolve
     # after later ones (two senders): their acknowledgement must still wait its turn.
@@ -138,7 +143,8 @@ def test_per_document_429s_are_retried_until_stored(es, settings, prefix, tmp_pa
     assert sink.close(timeout=60)
     assert (sink.stats.shipped, sink.stats.already_there, sink.stats.dead_lettered) == (40, 0, 0)
     assert sink.stats.retried >= 10
-    assert all(proxy.seen[i] == 2 for i in rejected)  # 429 once, then stored
+    # 429 once by the proxy, then stored (the 8.19 node's tiny write queue may add real 429s)
+    assert all(proxy.seen[i] >= 2 for i in rejected)
     checker.check_complete(events[-1]["log.offset"] + 100)
     assert len(search_all(es, prefix)) == 40
 
@@ -165,3 +171,18 @@ def test_close_gives_up_within_its_timeout_when_elasticsearch_stays_down(setting
     assert acked == [] and sink.outstanding == 5
     with pytest.raises(RuntimeError):
         sink.submit({"message": "late"})
+
+
+def test_close_does_not_wait_on_credentials_that_are_refused(settings, prefix, tmp_path, proxy):
+    """A 401 will not cure itself: close() stops retrying at once instead of using up its timeout
+    (the daemon's shutdown must not hang on a wrong password)."""
+    proxy.fail_all = 401
+    proxy.start()
+    sink = make_sink(settings, proxy.url, tmp_path)
+    ship(sink, training_events(5))
+    wait_for(lambda: sink.stats.retried > 0, what="a refused attempt")
+    closing = threading.Thread(target=lambda: setattr(sink, "closed_with", sink.close(timeout=3600)))
+    closing.start()
+    closing.join(timeout=60)
+    assert not closing.is_alive(), "close() waited on a 401"
+    assert sink.closed_with is False and sink.outstanding == 5
