@@ -74,12 +74,18 @@ class Service:
                                          stderr=subprocess.STDOUT, env=env or clean_env())
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(60)
 
     def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(90)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.kill()  # never leave a daemon behind
+            raise AssertionError(f"the daemon did not stop within 90 s of SIGTERM:\n{self.output()[-3000:]}")
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -50,17 +50,19 @@ def test_sigkill_while_shipping_loses_and_doubles_nothing(any_es, prefix, tmp_pa
     kills = []
     for kind in kinds:
         daemon = Service(config, out)
-        append(rnd.randint(300, 1500))  # the job goes on writing
-        before, size = cursor(), log.stat().st_size
-        if kind == "starting":
-            time.sleep(rnd.uniform(0.0, 2.5))
-        else:
-            target = before + 1 + int((size - before - 1) * rnd.random())
-            wait_for(lambda: cursor() >= target or not daemon.alive(), timeout=120,
-                     what=f"the shipping cursor at {target}", interval=0.01)
-            time.sleep(rnd.uniform(0.0, 0.05))
-        assert daemon.alive(), daemon.output()[-3000:]
-        daemon.kill()
+        try:
+            append(rnd.randint(300, 1500))  # the job goes on writing
+            before, size = cursor(), log.stat().st_size
+            if kind == "starting":
+                time.sleep(rnd.uniform(0.0, 2.5))
+            else:
+                target = before + 1 + int((size - before - 1) * rnd.random())
+                wait_for(lambda: cursor() >= target or not daemon.alive(), timeout=120,
+                         what=f"the shipping cursor at {target}", interval=0.01)
+                time.sleep(rnd.uniform(0.0, 0.05))
+            assert daemon.alive(), daemon.output()[-3000:]
+        finally:
+            daemon.kill()
         kills.append((kind, before, cursor(), size))
 
     daemon = Service(config, out)
