@@ -12,6 +12,12 @@ Columns, in order:
   one rare template among dozens of columns is seldom split on; this column always carries it.
 - `<ml field>.<mean|std|min|max|last|slope>` for every ml.* field summarised.
 
+The training-range test (model.py) reads `range_sides`: count columns are tested both ways;
+of a job metric's columns only `min` upwards and `max` downwards, i.e. when the WHOLE window
+moved past what healthy windows showed (every step slower, every batch's throughput lower).
+One slow step (a preempted process, a GC pause) moves max, std, mean and last, not min: it
+is the forest's to weigh and the rules' `spike` to catch, not a sure anomaly.
+
 Count windows give their counts per `window_events` events, so a short window at the end of a
 run compares with full ones. A numeric field a window lacks takes its training mean: absent is
 not unusual by itself (`events` and the template counts already say what was logged).
@@ -47,6 +53,11 @@ class FeatureSpace:
         self.template_columns = [self.index[f"template.{i}"] for i in self.template_ids]
         self.presence = None if presence is None else [float(p) for p in presence]
         self.training_windows = int(training_windows)
+        # Per column: may the range test flag it above the training range, below it; and is it a
+        # job metric (whose margin has a floor relative to its size, see ModelSpec.range_floor).
+        self.range_upper = [not _is_metric(n) or n.endswith(".min") for n in self.names]
+        self.range_lower = [not _is_metric(n) or n.endswith(".max") for n in self.names]
+        self.metric_columns = [_is_metric(n) for n in self.names]
 
     def learn_presence(self, x) -> None:
         """Template frequencies over the training rows, then their surprise column."""
@@ -101,6 +112,11 @@ class FeatureSpace:
             tid = int(name.split(".", 1)[1])
             return f"{name} «{templates.get(tid, '?')}»"
         return name
+
+
+def _is_metric(name: str) -> bool:
+    """A column summarising one of the job's numbers (`ml.loss.mean`), not a count."""
+    return name.startswith("ml.") and name != "ml.non_finite"
 
 
 def numeric_fields_of(windows: Sequence[Window], spec: ModelSpec) -> list[str]:

@@ -8,9 +8,12 @@ Three tests, each calibrated on the training windows alone (labels are never loo
   rarity on one axis;
 - the training range: a feature beyond the training min/max by more than `range_margin`
   training standard deviations (for a feature constant in training, such as the count of a
-  template never seen or of error lines in logs that had none: any other value). A forest only
-  splits between the training minimum and maximum, so a value far outside (a step time twice
-  the worst healthy one) scores no higher than the most extreme healthy window.
+  template never seen or of error lines in logs that had none: any other value; for a job
+  metric, by at least `range_floor` of its size too, and only when the whole window moved:
+  its fastest step slower than any healthy window's fastest, see features.py). A forest only
+  splits between the training minimum and maximum, so a value far outside (every step twice
+  as slow as the slowest healthy window's fastest) scores no higher than the most extreme
+  healthy window.
 
 The window's **score** is the share of training windows it is more unusual than, by the forest
 or by the surprise, whichever is stricter: 1 - min(share of training windows with a forest score
@@ -87,6 +90,8 @@ class AnomalyModel:
                  presence: Sequence[float], training_windows: int, weights, impute, train_min, train_max,
                  scaler, forest, forest_training, surprise_training, threshold: float,
                  training: dict[str, Any]):
+        import numpy as np
+
         self.spec = spec.resolved()
         self.name = self.spec.name
         self.book = book
@@ -100,6 +105,9 @@ class AnomalyModel:
         self.training = training
         self.rule = f"anomaly:{self.name}"
         self._templates = {t.id: t.text for t in book.templates}
+        self._upper = np.asarray(self.space.range_upper, dtype=bool)
+        self._lower = np.asarray(self.space.range_lower, dtype=bool)
+        self._metric = np.asarray(self.space.metric_columns, dtype=bool)
 
     @property
     def fingerprint(self) -> str:
@@ -148,15 +156,20 @@ class AnomalyModel:
 
     def _beyond_range(self, x):
         """Cells beyond the training range by more than `range_margin` training std; for a column
-        constant in training (no std to measure by), any other value."""
+        constant in training (no std to measure by), any other value. A job metric's margin is
+        at least `range_floor` of its size (a step time 2 % above the healthy range is noise,
+        however steady the healthy runs were), and only its window `min` is tested upwards and
+        its `max` downwards (features.py: the whole window moved, not one step)."""
         import numpy as np
 
         if math.isinf(self.spec.range_margin):
             return np.zeros(x.shape, dtype=bool)
         constant = self.scaler.var_ == 0
-        margin = np.where(constant, 1e-6 * np.maximum(1.0, np.abs(self.train_max)),
-                          self.spec.range_margin * self.scaler.scale_)
-        return (x > self.train_max + margin) | (x < self.train_min - margin)
+        size = np.maximum(np.abs(self.train_max), np.abs(self.train_min))
+        margin = np.where(constant, 1e-6 * np.maximum(1.0, size), self.spec.range_margin * self.scaler.scale_)
+        margin = np.where(self._metric, np.maximum(margin, self.spec.range_floor * size), margin)
+        return (((x > self.train_max + margin) & self._upper)
+                | ((x < self.train_min - margin) & self._lower))
 
     def findings(self, windows: Sequence[Window]) -> list[Finding]:
         return [self.finding(s) for s in self.score(windows) if s.anomalous]

@@ -6,7 +6,9 @@ format name and version. Loading goes:
 
 1. the header: another format or version is refused, naming the file, before anything else;
 2. every type named in `schema.json` must be in `TRUSTED_TYPES`; anything else is refused with
-   its name, before skops builds a single object (so no foreign module is even imported);
+   its name, before skops builds a single object (so no foreign module is even imported); and
+   the archive holds only the header, the schema and the arrays it names, none of them an
+   array of Python objects (which numpy stores as a pickle): read from the headers alone;
 3. `skops.io.load(..., trusted=TRUSTED_TYPES)`: skops audits the same list again;
 4. the content is checked: the right classes, array shapes that agree, and tree node indices in
    range (skops warns that a crafted `sklearn.tree._tree.Tree` can make predict read out of
@@ -108,30 +110,63 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 def foreign_types(path: str | os.PathLike) -> list[str]:
     """Types named in the skops schema that a model file never holds (read as JSON, nothing built)."""
+    return _audit(path)[0]
+
+
+def _audit(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(foreign types, problems with the archive's members), read as JSON and array headers only.
+
+    A faultwarden model file holds its header, `schema.json` and the `.npy` arrays the schema
+    names, nothing else; and no array of Python objects: numpy writes those as a pickle (skops
+    itself refuses to read them, `allow_pickle=False`; this says why, naming the member)."""
+    import numpy as np
+
     with zipfile.ZipFile(path) as archive:
         schema = json.loads(archive.read("schema.json"))
-    found: set[str] = set()
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if "__module__" in node or "__class__" in node:
-                found.add(f"{node.get('__module__')}.{node.get('__class__')}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return sorted(found - set(TRUSTED_TYPES))
+        found: set[str] = set()
+        files: set[str] = set()
+        stack = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if "__module__" in node or "__class__" in node:
+                    found.add(f"{node.get('__module__')}.{node.get('__class__')}")
+                if isinstance(node.get("file"), str):
+                    files.add(node["file"])
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        problems = []
+        names = set(archive.namelist())
+        for extra in sorted(names - files - {"schema.json", HEADER}):
+            problems.append(f"{extra} (a member a faultwarden model never has)")
+        for name in sorted(files & names):
+            with archive.open(name) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    dtype = read(member)[2]
+                except ValueError as exc:
+                    problems.append(f"{name} (not a numpy array: {exc})")
+                    continue
+            if dtype.hasobject:
+                problems.append(f"{name} (an array of Python objects, i.e. a pickle)")
+    return sorted(found - set(TRUSTED_TYPES)), problems
 
 
 def load(path: str | os.PathLike) -> AnomalyModel:
     read_header(path)
     try:
-        foreign = foreign_types(path)
-    except (KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        foreign, problems = _audit(path)
+    except (KeyError, json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
         raise ModelFileError(path, f"not a skops model file: {exc}") from None
     if foreign:
         raise ModelFileError(path, "refusing to load: it holds types a faultwarden model never holds, "
                                    f"and loading them could run code: {', '.join(foreign)}")
+    if problems:
+        raise ModelFileError(path, "refusing to load: it was altered after `faultwarden anomaly fit` wrote it: "
+                                   + "; ".join(problems))
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 

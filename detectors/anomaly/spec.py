@@ -20,7 +20,8 @@ DEFAULT_MASKS: tuple[tuple[str, str], ...] = (
 
 # ml.* numbers that name where a record sits (which step, which rank), not how the job is doing:
 # their level says nothing about health, and a later run always has larger steps.
-POSITION_FIELDS = ("ml.step", "ml.epoch", "ml.rank", "ml.world_size", "ml.checkpoint.step")
+POSITION_FIELDS = ("ml.step", "ml.epoch", "ml.max_steps", "ml.rank", "ml.local_rank", "ml.world_size",
+                   "ml.checkpoint.step")
 
 DEFAULT_WINDOW_EVENTS = 100
 
@@ -59,6 +60,7 @@ class ModelSpec:
     seed: int = 0
     quantile: float = 0.995              # threshold: about 1 - quantile of training windows score above
     range_margin: float = 3.0            # beyond training min/max by margin × training std: anomalous too
+    range_floor: float = 0.5             # ... and, for a job metric, by this share of its size at least
 
     def __post_init__(self) -> None:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -80,6 +82,8 @@ class ModelSpec:
             raise SpecError("quantile", f"expected a number in (0, 1], got {self.quantile!r}")
         if not self.range_margin >= 0:
             raise SpecError("range_margin", f"expected a number ≥ 0 (inf: off), got {self.range_margin!r}")
+        if not (0.0 <= self.range_floor and math.isfinite(self.range_floor)):
+            raise SpecError("range_floor", f"expected a number ≥ 0, got {self.range_floor!r}")
         if not 0.0 < self.drain_sim_th <= 1.0:
             raise SpecError("drain_sim_th", f"expected a number in (0, 1], got {self.drain_sim_th!r}")
         if self.drain_depth < 3:

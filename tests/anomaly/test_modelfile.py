@@ -160,3 +160,97 @@ def test_not_a_model_is_refused_naming_the_file(tmp_path):
         with pytest.raises(ModelFileError) as caught:
             load(path)
         assert str(path) in str(caught.value) and words in str(caught.value)
+
+
+class Payload:
+    """A classic pickle payload: unpickling it runs a shell command that leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        import shlex
+
+        return os.system, (f"echo ran > {shlex.quote(self.marker)}",)
+
+
+def test_a_pickle_in_place_of_an_array_is_refused_and_runs_nothing(saved, tmp_path):
+    """numpy writes an array of Python objects as a pickle: one slipped into the model file in
+    place of an array is refused, naming the member, and never unpickled."""
+    import io
+    import pickle
+
+    import numpy as np
+
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    marker = tmp_path / "marker"
+    poisoned = np.empty(1, dtype=object)
+    poisoned[0] = Payload(marker)
+    buffer = io.BytesIO()
+    np.save(buffer, poisoned, allow_pickle=True)
+    pickle.loads(pickle.dumps(Payload(marker)))   # the payload works: it leaves the marker ...
+    assert marker.exists()
+    marker.unlink()                               # ... and is gone again before the load
+    with zipfile.ZipFile(saved) as src:
+        members = {name: src.read(name) for name in src.namelist()}
+    schema = json.loads(members["schema.json"])
+    target = _first_file(schema)
+    members[target] = buffer.getvalue()
+    evil = tmp_path / "pickled.fwm"
+    with zipfile.ZipFile(evil, "w") as out:
+        for name, data in members.items():
+            out.writestr(name, data)
+    with pytest.raises(ModelFileError) as caught:
+        load(evil)
+    message = str(caught.value)
+    assert str(evil) in message and "refusing to load" in message
+    assert f"{target} (an array of Python objects, i.e. a pickle)" in message
+    assert not marker.exists(), "loading unpickled the payload"
+
+
+def test_a_pickle_file_is_not_a_model_and_runs_nothing(tmp_path):
+    """A pickled object under a model's name (what joblib or pickle.dump would write)."""
+    import pickle
+
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    marker = tmp_path / "marker"
+    evil = tmp_path / "runs.fwm"
+    evil.write_bytes(pickle.dumps({"forest": Payload(marker)}))
+    with pytest.raises(ModelFileError) as caught:
+        load(evil)
+    assert str(evil) in str(caught.value) and "not a faultwarden anomaly model" in str(caught.value)
+    assert not marker.exists()
+
+
+def test_a_member_the_model_never_has_is_refused(saved, tmp_path):
+    import pickle
+
+    from faultwarden.detectors.anomaly import ModelFileError, load
+
+    marker = tmp_path / "marker"
+    evil = tmp_path / "extra.fwm"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(evil, "w") as out:
+        for name in src.namelist():
+            out.writestr(name, src.read(name))
+        out.writestr("payload.pkl", pickle.dumps(Payload(marker)))
+    with pytest.raises(ModelFileError, match=r"refusing to load: .*payload\.pkl \(a member a faultwarden model "
+                                             r"never has\)"):
+        load(evil)
+    assert not marker.exists()
+
+
+def _first_file(node):
+    """The first array member the skops schema names."""
+    if isinstance(node, dict):
+        if isinstance(node.get("file"), str):
+            return node["file"]
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            found = _first_file(child)
+            if found:
+                return found
+    return None
