@@ -16,7 +16,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,58 @@ def select(folder: str | os.PathLike[str], patterns: Iterable[str] | None = None
 
 def digest(path: str | os.PathLike[str], files: Iterable[str] | None = None) -> CheckpointDigest:
     """Fingerprint ``path`` (a file, or a folder and optionally which of its files, relative)."""
+    return open_checkpoint(path, files).digest()
+
+
+class OpenCheckpoint:
+    """A checkpoint's files, opened, to be fingerprinted later (on another thread).
+
+    Open files stay readable after they are deleted (POSIX), so a checkpoint that the job's
+    rotation (HF ``save_total_limit``) removes while it waits is still hashed whole, as saved.
+    """
+
+    def __init__(self, path: str, members: list[tuple[str, IO[bytes]]], single: bool):
+        self.path = path
+        self._members = members   # (relative name, open file); one ("", file) for a single file
+        self._single = single
+
+    def digest(self) -> CheckpointDigest:
+        """Read every file once (and close it): the digest as ``digest()`` defines it."""
+        try:
+            if self._single:
+                (_, f), = self._members
+                return CheckpointDigest(self.path, hashlib.file_digest(f, "sha256").hexdigest(),
+                                        os.fstat(f.fileno()).st_size, ())
+            manifest = hashlib.sha256()
+            size = 0
+            for name, f in self._members:
+                manifest.update(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {name}\n".encode())
+                size += os.fstat(f.fileno()).st_size
+            return CheckpointDigest(self.path, manifest.hexdigest(), size, tuple(n for n, _ in self._members))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for _, f in self._members:
+            f.close()
+
+
+def open_checkpoint(path: str | os.PathLike[str], files: Iterable[str] | None = None) -> OpenCheckpoint:
+    """Open the files ``digest`` would read; raises OSError (FileNotFoundError) as ``digest`` does."""
     p = Path(path)
     if p.is_file():
-        return CheckpointDigest(str(p), file_sha256(p), p.stat().st_size, ())
+        return OpenCheckpoint(str(p), [("", open(p, "rb"))], True)
     if not p.is_dir():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
     names = sorted(files) if files is not None else select(p)
     if not names:
         raise FileNotFoundError(f"checkpoint folder {str(p)!r} has no files to fingerprint")
-    manifest = hashlib.sha256()
-    size = 0
-    for name in names:
-        member = p / name
-        manifest.update(f"{file_sha256(member)}  {name}\n".encode())
-        size += member.stat().st_size
-    return CheckpointDigest(str(p), manifest.hexdigest(), size, tuple(names))
+    members: list[tuple[str, IO[bytes]]] = []
+    try:
+        for name in names:
+            members.append((name, open(p / name, "rb")))
+    except OSError:
+        for _, f in members:
+            f.close()
+        raise
+    return OpenCheckpoint(str(p), members, False)

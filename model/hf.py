@@ -10,7 +10,8 @@ One line, either::
   ``ml.learning_rate``, ``ml.epoch``, ``ml.step``; mean ``ml.step_time_s``, ``ml.samples_per_s``,
   ``ml.tokens_per_s`` over the steps since the last log, evaluation and saving excluded;
   ``ml.memory.*``), each ``on_save`` as a ``checkpoint-saved`` event with the sha256 of the
-  weights, and train begin/end.
+  weights (hashed on a background thread: training goes on meanwhile; ``train()`` returns once
+  every save is logged), and train begin/end.
 - ``RawLossMixin`` (``class MyTrainer(RawLossMixin, Trainer)``) writes the loss of every
   ``faultwarden_loss_every``-th optimizer step (default 1) as it came out of ``training_step``:
   before HF's ``logging_nan_inf_filter`` replaces a NaN/inf loss with the running mean, and
@@ -93,12 +94,16 @@ class FaultwardenCallback(TrainerCallback):
     """Writes the Trainer's logs, checkpoints and train begin/end as faultwarden events.
 
     ``memory``: add ``ml.memory.*`` to each log event. ``weight_patterns``: which files of a
-    checkpoint folder to fingerprint (all files when none matches).
+    checkpoint folder to fingerprint (all files when none matches). ``hash_in_background``:
+    hash a checkpoint on a background thread (the default) rather than in ``on_save``, where the
+    training loop waits for it (seconds per gigabyte).
     """
 
-    def __init__(self, *, memory: bool = True, weight_patterns: tuple[str, ...] = WEIGHT_PATTERNS) -> None:
+    def __init__(self, *, memory: bool = True, weight_patterns: tuple[str, ...] = WEIGHT_PATTERNS,
+                 hash_in_background: bool = True) -> None:
         self.memory = memory
         self.weight_patterns = weight_patterns
+        self.hash_in_background = hash_in_background
         # Where HF's averaged loss goes; RawLossMixin moves it to ml.hf.loss (see module doc).
         self.hf_loss_field = "ml.loss"
         self.clock = _StepClock()
@@ -118,6 +123,7 @@ class FaultwardenCallback(TrainerCallback):
         )
 
     def on_train_end(self, args, state, control, **kwargs):
+        fwlog.wait_for_checkpoints()   # every save of this run is logged before its end
         fwlog.log_step(state.global_step, epoch=state.epoch, action="train-end",
                        message=f"training ends at step {state.global_step}", memory=self.memory)
 
@@ -145,7 +151,9 @@ class FaultwardenCallback(TrainerCallback):
                 fields[f"ml.hf.{key}"] = value
         if any(key.startswith("eval_") for key in logs):
             action = "evaluation"
-        elif "train_runtime" in logs:
+        elif "loss" not in logs and ("train_loss" in logs or "total_flos" in logs):
+            # The end-of-train summary. Not told by `train_runtime`: with
+            # include_num_input_tokens_seen, every periodic log carries one too.
             action = "train-summary"
         else:
             action = "train-log"
@@ -166,7 +174,8 @@ class FaultwardenCallback(TrainerCallback):
             if args.should_save:  # the process that wrote the files hashes them
                 folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
                 files = checkpoint.select(folder, self.weight_patterns) if os.path.isdir(folder) else []
-                fwlog.log_checkpoint(folder, state.global_step, files=files or None)
+                log = fwlog.log_checkpoint_in_background if self.hash_in_background else fwlog.log_checkpoint
+                log(folder, state.global_step, files=files or None)
         finally:
             self.clock.pause_end()
 

@@ -40,11 +40,13 @@ def read_events():
 @pytest.fixture
 def fw(monkeypatch):
     """faultwarden.model.logging with no configuration, no hooks and none of the job variables."""
+    from faultwarden.model import inference
     from faultwarden.model import logging as fwlog
 
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     fwlog.reset()
+    inference.configure_sampling()   # a fresh token bucket: no test inherits another's calls
     yield fwlog
     fwlog.reset()
 

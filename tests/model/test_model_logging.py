@@ -152,17 +152,70 @@ def test_a_checkpoint_that_cannot_be_read_is_an_error_event_not_an_exception(fw,
     assert event["ml.checkpoint.step"] == 5
 
 
-def test_events_below_the_level_are_never_formatted(fw, tmp_path, monkeypatch, read_events):
+def test_a_checkpoint_hashed_in_the_background_is_logged_as_in_the_foreground(fw, tmp_path, read_events):
+    log = tmp_path / "job.jsonl"
+    fw.configure(log)
+    folder = tmp_path / "checkpoint-30"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"w" * 70_000)
+    later = fw.log_checkpoint_in_background(folder, 30, files=["model.safetensors"], **{"labels.kind": "periodic"})
+    missing = fw.log_checkpoint_in_background(tmp_path / "checkpoint-40", 40)
+    assert missing.done() and missing.result() is None   # cannot be opened: said at once
+    assert fw.wait_for_checkpoints(timeout=60)
+    found = later.result()
+    saved, failed = sorted(read_events(log), key=lambda e: e["ml.checkpoint.step"])
+    assert failed["event.outcome"] == "failure" and failed["error.type"] == "FileNotFoundError"
+    assert saved["event.outcome"] == "success" and saved["labels.kind"] == "periodic"
+    assert saved["ml.checkpoint.sha256"] == found.sha256 == fw.log_checkpoint(folder, 30, files=["model.safetensors"]).sha256
+    assert saved["ml.checkpoint.size_bytes"] == 70_000 and saved["ml.checkpoint.files"] == ["model.safetensors"]
+
+
+def test_a_checkpoint_deleted_after_it_was_opened_is_still_hashed_as_saved(tmp_path):
+    """What lets the hash wait in the background: rotation may delete the folder meanwhile."""
+    from faultwarden.model import checkpoint
+
+    folder = tmp_path / "checkpoint-7"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"saved weights")
+    expected = checkpoint.digest(folder)
+    opened = checkpoint.open_checkpoint(folder)
+    (folder / "model.safetensors").unlink()
+    folder.rmdir()
+    assert opened.digest() == expected
+
+
+def test_background_hashing_is_off_with_logging(fw, tmp_path):
+    fw.configure(tmp_path / "job.jsonl", level="off")
+    assert fw.log_checkpoint_in_background(tmp_path / "anything", 1).result() is None
+    assert not (tmp_path / "job.jsonl").exists()
+
+
+def test_lines_are_what_ecs_logging_writes(fw):
+    """The line formatter is a faster twin of ecs-logging's StructlogFormatter: same bytes."""
     from ecs_logging import StructlogFormatter
 
+    def event():
+        return {"event": "step 3 loss=nan \u00e9", "@timestamp": "2024-05-01T12:00:00.123Z",
+                "ml": {"loss": float("nan"), "step": 3, "memory": {"rss_bytes": 10}},
+                "labels": {"run_id": "r"}, "event.action": "train-step", "log": {"logger": "faultwarden.model"},
+                "error": {"type": "ValueError"}, "tags": ["a", "b"], "ecs.version": "1.6.0", "odd": object}
+
+    ours = fw._ecs_json(None, "warning", event())
+    theirs = StructlogFormatter()(None, "warning", event())
+    assert ours == theirs
+    assert fw._ecs_json(None, "info", {"event": "x"}).startswith('{"@timestamp":"20')
+    assert json.loads(fw._ecs_json(None, "info", {"event": "x"}))["log.level"] == "info"
+
+
+def test_events_below_the_level_are_never_formatted(fw, tmp_path, monkeypatch, read_events):
     formatted = []
-    real = StructlogFormatter.__call__
+    real = fw._ecs_json
 
-    def counting(self, logger, name, event_dict):
+    def counting(logger, name, event_dict):
         formatted.append(event_dict.get("event"))
-        return real(self, logger, name, event_dict)
+        return real(logger, name, event_dict)
 
-    monkeypatch.setattr(StructlogFormatter, "__call__", counting)
+    monkeypatch.setattr(fw, "_ecs_json", counting)
     log = tmp_path / "job.jsonl"
     fw.configure(log, level="warning")
     fw.log_step(1, loss=0.1, memory=True)
