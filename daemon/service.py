@@ -73,8 +73,9 @@ class FileParsers:
         for event in events:
             entry[4] = event["@timestamp"]
             event["event.ingested"] = wall
-        # Events released by this line all ended before it began.
-        return [(e, line.offset) for e in events]
+        # An event that began on this line ends with it; one released by it (a record this line
+        # closed) ended before it began.
+        return [(e, line.end if e.get("log.offset") == line.offset else line.offset) for e in events]
 
     @staticmethod
     def _now(entry) -> float:
@@ -106,6 +107,7 @@ class Service:
         self.newest_event = 0.0  # the newest event time read, and when it was read
         self.newest_read_at = 0.0
         self.book_changed = False
+        self.refused: set[str] = set()  # files the sink had no room for in this batch
 
     # --- assembly --------------------------------------------------------------------------
     def _assemble(self) -> None:
@@ -195,6 +197,7 @@ class Service:
         try:
             while not self.stop_requested:
                 batch = self.tailer.read(timeout=0.5)
+                self.refused.clear()
                 for line in batch:
                     self._handle(line)
                 journal_events = self._read_journals()
@@ -228,18 +231,27 @@ class Service:
     def _handle(self, line) -> None:
         self.metrics.lines_read.inc()
         if line.detect:
-            for event, _ in self.parsers.feed(line, detect=True):
+            for event, end in self.parsers.feed(line, detect=True):
                 self.metrics.events_parsed.inc()
                 if "parse_error" in event.get("tags", ()):
                     self.metrics.parse_errors.inc()
                 if (event.get("@timestamp") or 0.0) >= self.newest_event:
                     self.newest_event, self.newest_read_at = event["@timestamp"], time.monotonic()
                 self.pipeline.feed(event)
-                if self.sink and line.ship:
-                    self.sink.submit(event, line.file_id, line.offset)
-        elif line.ship and self.sink:
+                if line.ship:
+                    self._ship(event, line.file_id, end)
+        elif line.ship:
             for event, end in self.parsers.feed(line, detect=False):
-                self.sink.submit(event, line.file_id, end)
+                self._ship(event, line.file_id, end)
+
+    def _ship(self, event: dict, file_id: str, end: int) -> None:
+        """Hand an event to the sink without ever waiting: a full sink must not stop detection.
+        What it cannot take is read again from the file later (the tailer's `resend`)."""
+        if self.sink is None or file_id in self.refused:
+            return
+        if not self.sink.submit(event, file_id, end, timeout=0):
+            self.refused.add(file_id)  # later lines of this batch would be acked past the gap
+            self.tailer.resend(file_id, event["log.offset"])
 
     def _read_journals(self) -> int:
         """What the journald sources wrote meanwhile (no waiting: the tailer's read waited)."""
@@ -281,8 +293,8 @@ class Service:
         for file_id, detect, ship, event, end in self.parsers.flush(idle_s):
             if detect:
                 self.pipeline.feed(event)
-            if self.sink and ship:
-                self.sink.submit(event, file_id, end)
+            if ship:
+                self._ship(event, file_id, end)
 
     def _on_incident(self, update: Update) -> None:
         self.metrics.findings.labels(fault=update.incident.fault).inc()

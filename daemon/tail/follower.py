@@ -44,6 +44,7 @@ class Follower:
     in_registry: bool = False  # its row was written (for a new file: before its first line went out)
     error: str | None = None   # the last open error, logged once
     real_path: str | None = None   # `path` is a symlink to this (where to look for it by inode)
+    ship_paused: bool = False  # the sink was full: no shipping until it acknowledges something
 
     @classmethod
     def restore(cls, record: Record, source: Source) -> "Follower":
@@ -122,7 +123,15 @@ class Follower:
         return self.det
 
     def _may_ship_at(self, offset: int, bound: int) -> bool:
-        return bound > 0 and (offset == self.acked or offset - self.acked < bound)
+        return bound > 0 and not self.ship_paused and (offset == self.acked or offset - self.acked < bound)
+
+    def resend(self, offset: int) -> bool:
+        """The sink took nothing from `offset` on: ship from there again, once it has room."""
+        offset = max(offset, self.acked)
+        if offset >= self.snd:
+            return False
+        self.snd, self.snd_line, self.ship_paused = offset, None, True
+        return True
 
     def _take(self, pieces: list[chunks.Piece], offset: int, bound: int, out: list[Line]) -> int | None:
         """Hand out `pieces` (read at `offset`) as lines: for detection past `det`, for
@@ -130,7 +139,7 @@ class Follower:
         one was for neither (shipping caught up with the bound; the rest is detection's).
         The cursors live in locals while the loop runs: this is the tailer's hot path."""
         det, det_line, snd, snd_line, acked = self.det, self.det_line, self.snd, self.snd_line, self.acked
-        may_ship = bound > 0
+        may_ship = bound > 0 and not self.ship_paused
         source, path, file_id = self.source, self.path, self.file_id
         stopped = False
         for text, size, newline in pieces:

@@ -101,6 +101,7 @@ class Tailer:
         self._by_path: dict[str, Follower] = {}
         self._open: OrderedDict[str, Follower] = OrderedDict()   # least recently read first
         self._pending: set[str] = set()
+        self._paused: set[str] = set()  # files whose shipping waits for room in the sink
         self._retired: dict[str, int] = {}   # let go, lines unacknowledged: file_id -> its size
         self._next_scan = 0.0
         self._closed = False
@@ -132,11 +133,28 @@ class Tailer:
                 wait = min(deadline - now, self._due_in(now))
             self._wake.wait(wait)
 
+    def resend(self, file_id: str, offset: int) -> None:
+        """The sink had no room for the lines of `file_id` from `offset` (a line start) on: they
+        are handed out for shipping again once the sink acknowledges anything (the file is the
+        buffer). Detection is not held back by this."""
+        with self._lock:
+            f = self._followers.get(file_id)
+            if f is not None and f.resend(offset):
+                self._paused.add(file_id)
+
     def shipped(self, file_id: str, end: int) -> None:
         """The sink acknowledged every line of `file_id` before byte `end`."""
         with self._lock:
             if self._closed:
                 return
+            if self._paused:  # an acknowledgement means room in the sink: try the held files again
+                for fid in self._paused:
+                    held = self._followers.get(fid)
+                    if held is not None:
+                        held.ship_paused = False
+                        self._pending.add(fid)
+                self._paused.clear()
+                self._wake.set()
             f = self._followers.get(file_id)
             if f is None:
                 size = self._retired.get(file_id)

@@ -68,8 +68,6 @@ def _incident_faults(es, prefix: str) -> list[str]:
     return [h["_source"]["fault"] for h in hits.get("hits", {}).get("hits", [])]
 
 
-@pytest.mark.xfail(strict=True, reason="service.py blocks in sink.submit() once max_in_flight_events wait "
-                   "for an absent cluster, and detection stops with it (see docs/shipping.md, Known limits)")
 def test_detection_goes_on_when_more_events_wait_than_the_sink_holds(tmp_path, webhook, proxy):
     """The cluster is away (the proxy refuses connections) and more events wait than the sink
     takes in (`max_in_flight_events`): the fault after them must still be notified."""
