@@ -120,3 +120,19 @@ def test_without_a_sink_lines_go_to_detection_only(h):
     read_until(t, lambda _: t.files() == [], what="let go")
     t.read(0)
     assert h.registry_rows() == {}
+
+
+def test_lines_the_sink_had_no_room_for_ship_again_after_an_acknowledgement(h):
+    log = h.logs / "train.log"
+    append(log, "a\nb\nc\n")
+    t = h.tailer(log)
+    a, b, c = read_texts(t, ["a", "b", "c"])
+    t.resend(a.file_id, b.offset)  # the sink took `a` only
+    append(log, "d\n")
+    (d,) = read_texts(t, ["d"])
+    assert d.detect and not d.ship  # detection goes on; shipping waits for room
+    assert t.read(0.3) == []  # no busy re-reading while the sink is full
+    t.shipped(a.file_id, a.end)  # room again
+    again = read_until(t, lambda got: len(got) >= 3)
+    assert [(x.text, x.detect, x.ship, x.line_no) for x in again] == [
+        ("b", False, True, 2), ("c", False, True, 3), ("d", False, True, 4)]
