@@ -41,4 +41,5 @@ took "Python packages" "$t"
 
 t=$(date +%s)
 python3 scripts/es.py fetch >/dev/null
+python3 scripts/es.py fetch --version 8.19.21 >/dev/null  # the shipping tests run on 8.x too
 took "Elasticsearch distribution" "$t"
