@@ -24,3 +24,12 @@ def test_the_default_rule_pack_is_package_data():
 
     packs = [p.name for p in files("faultwarden.rules").iterdir() if p.name.endswith(".yaml")]
     assert packs, "the default rule pack is missing"
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test folders without __init__.py by basename: two alike stop collection."""
+    from collections import Counter
+
+    names = Counter(p.name for p in (ROOT / "tests").rglob("test_*.py")
+                    if not (p.parent / "__init__.py").exists())
+    assert [n for n, c in names.items() if c > 1] == []
