@@ -18,7 +18,7 @@ from fnmatch import fnmatch
 from typing import Any, Callable, Iterable, Iterator
 
 from faultwarden.daemon.incidents import Incident, IncidentBook
-from faultwarden.daemon.pipeline import Pipeline
+from faultwarden.daemon.pipeline import ModelError, Pipeline, detectors_for
 from faultwarden.daemon.plot import Series
 from faultwarden.detectors.finding import Detector, Event
 
@@ -100,24 +100,6 @@ def events_of(files: list[str], config=None) -> Iterator[Event]:
             yield from s
         return
     yield from heapq.merge(*streams, key=lambda e: e["@timestamp"])
-
-
-# --- detectors ---------------------------------------------------------------------------
-def detectors_for(ruleset, config=None) -> list[Detector]:
-    """The rule engine, plus the isolation forest when the config names a model."""
-    from faultwarden.detectors.rules import RuleEngine
-
-    detectors: list[Detector] = [RuleEngine(ruleset)]
-    model_path = config.detectors.anomaly.model if config is not None else None
-    if model_path:
-        from faultwarden.detectors.anomaly import AnomalyDetector, load
-
-        try:
-            detectors.append(AnomalyDetector(load(model_path)))
-        except Exception as exc:  # a missing, foreign or damaged model file: say which and why
-            why = str(exc) if str(exc).startswith(str(model_path)) else f"{model_path}: {exc}"
-            raise InputError(f"cannot load the anomaly model: {why}") from None
-    return detectors
 
 
 def detect(events: Iterable[Event], detectors: list[Detector], observe: Callable[[Event], None] | None = None) -> Pipeline:
@@ -284,7 +266,11 @@ def diagnose(paths: list[str], ruleset, config=None, on_event: Callable[[Event],
         if on_event is not None:
             on_event(ev)
 
-    pipeline = detect(events_of(files, config), detectors_for(ruleset, config), observe)
+    try:
+        detectors = detectors_for(ruleset, config.detectors.anomaly.model if config is not None else None)
+    except ModelError as exc:
+        raise InputError(str(exc)) from None
+    pipeline = detect(events_of(files, config), detectors, observe)
     incidents = sorted(pipeline.book.incidents.values(), key=_timeline_order)
     for inc in incidents:
         name = runs.run_of(inc)

@@ -21,6 +21,27 @@ class Sink(Protocol):
 OnIncident = Callable[[Update], None]
 
 
+class ModelError(Exception):
+    """The configured anomaly model cannot be loaded; the message names the file and why."""
+
+
+def detectors_for(ruleset, anomaly_model: str | None = None) -> list[Detector]:
+    """The detect stage, the same for the daemon, `run -- CMD` and `diagnose`: the rule
+    engine, plus the isolation forest when a model file is named."""
+    from faultwarden.detectors.rules import RuleEngine
+
+    detectors: list[Detector] = [RuleEngine(ruleset)]
+    if anomaly_model:
+        from faultwarden.detectors.anomaly import AnomalyDetector, load
+
+        try:
+            detectors.append(AnomalyDetector(load(anomaly_model)))
+        except Exception as exc:  # a missing, foreign or damaged model file: say which and why
+            why = str(exc) if str(exc).startswith(str(anomaly_model)) else f"{anomaly_model}: {exc}"
+            raise ModelError(f"cannot load the anomaly model: {why}") from None
+    return detectors
+
+
 @dataclass
 class Counters:
     events: int = 0

@@ -15,12 +15,13 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from faultwarden.daemon import logs
 from faultwarden.daemon.config import Config
 from faultwarden.daemon.incidents import IncidentBook, Update
-from faultwarden.daemon.pipeline import Pipeline
+from faultwarden.daemon.pipeline import ModelError, Pipeline, detectors_for
 
 TICK_S = 1.0
 SAVE_EVERY_S = 30.0
@@ -34,16 +35,23 @@ def serve(config: Config, cmd: list[str], dry_run: bool = False) -> int:
     return Service(config, dry_run).run()
 
 
-def build_detectors(config: Config):
-    """The rule engine (and the isolation forest when a model is configured)."""
-    from faultwarden.detectors.rules import RuleEngine, RuleSet
+@dataclass
+class _FileRead:
+    """One file's parser and what the next records need of its past."""
 
-    detectors = [RuleEngine(RuleSet.load(config.detectors.rules, include_default=config.detectors.default_rules))]
-    if config.detectors.anomaly.model:
-        from faultwarden.detectors.anomaly import AnomalyDetector, load
+    parser: object
+    end: int = 0  # end of the last line fed
+    seen: float = 0.0  # when it was fed (monotonic)
+    ship: bool = False  # its ship flag
+    clock: float | None = None  # the file's own clock: its newest record time
 
-        detectors.append(AnomalyDetector(load(config.detectors.anomaly.model)))
-    return detectors
+    def now(self) -> float:
+        """The time given to a record without a timestamp of its own: the file's own clock moved
+        on by the wall-clock time since its last line, as `diagnose` would date it for a backlog
+        read at once, and about the wall clock for a live job."""
+        if self.clock is None:
+            return time.time()
+        return self.clock + (time.monotonic() - self.seen)
 
 
 class FileParsers:
@@ -56,43 +64,30 @@ class FileParsers:
         from faultwarden.daemon.parse import Parser
 
         self._make = lambda source: Parser(source, host=host)
-        # (file_id, detect) -> [parser, end of the last line fed, monotonic time of it, its ship flag,
-        #                      the file's clock: its newest record time]
-        self._parsers: dict[tuple[str, bool], list] = {}
+        self._reads: dict[tuple[str, bool], _FileRead] = {}  # by (file_id, detect)
 
     def feed(self, line, detect: bool) -> list[tuple[dict, int]]:
         """Completed events with the offset up to which they are whole (a shipping cursor)."""
-        key = (line.file_id, detect)
-        entry = self._parsers.get(key)
-        if entry is None:
-            entry = self._parsers[key] = [self._make(line.source), 0, 0.0, False, None]
-        events = entry[0].feed(line.text, path=line.path, offset=line.offset, line_no=line.line_no,
-                               now=self._now(entry))
-        entry[1], entry[2], entry[3] = line.end, time.monotonic(), line.ship
+        read = self._reads.get((line.file_id, detect))
+        if read is None:
+            read = self._reads[(line.file_id, detect)] = _FileRead(self._make(line.source))
+        events = read.parser.feed(line.text, path=line.path, offset=line.offset, line_no=line.line_no,
+                                  now=read.now())
+        read.end, read.seen, read.ship = line.end, time.monotonic(), line.ship
         wall = time.time()
         for event in events:
-            entry[4] = event["@timestamp"]
+            read.clock = event["@timestamp"]
             event["event.ingested"] = wall
         # An event that began on this line ends with it; one released by it (a record this line
         # closed) ended before it began.
         return [(e, line.end if e.get("log.offset") == line.offset else line.offset) for e in events]
 
-    @staticmethod
-    def _now(entry) -> float:
-        """The time given to a record without a timestamp of its own: the file's own clock moved
-        on by the wall-clock time since its last line, as `diagnose` would date it for a backlog
-        read at once, and about the wall clock for a live job."""
-        if entry[4] is None:
-            return time.time()
-        return entry[4] + (time.monotonic() - entry[2])
-
     def flush(self, idle_s: float = 0.0) -> list[tuple[str, bool, bool, dict, int]]:
         """Records held by parsers quiet for `idle_s`: (file_id, detect, ship, event, end offset)."""
         out, now = [], time.monotonic()
-        for (file_id, detect), entry in self._parsers.items():
-            parser, end, seen, ship, _ = entry
-            if now - seen >= idle_s:
-                out += [(file_id, detect, ship, e, end) for e in parser.flush()]
+        for (file_id, detect), read in self._reads.items():
+            if now - read.seen >= idle_s:
+                out += [(file_id, detect, read.ship, e, read.end) for e in read.parser.flush()]
         return out
 
 
@@ -108,15 +103,19 @@ class Service:
         self.newest_read_at = 0.0
         self.book_changed = False
         self.refused: set[str] = set()  # files the sink had no room for in this batch
+        self.shipped_seen = 0  # sink acknowledgements already counted in the metrics
+        self.actions_seen: dict[str, int] = {}  # incident id -> its actions already counted
 
     # --- assembly --------------------------------------------------------------------------
     def _assemble(self) -> None:
         from faultwarden.daemon.tail import Tailer
-        from faultwarden.detectors.rules import RuleWatcher
+        from faultwarden.detectors.rules import RuleSet, RuleWatcher
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.book = IncidentBook(self.state_dir / "incidents.json")
-        self.detectors = build_detectors(self.config)
+        detect = self.config.detectors
+        self.detectors = detectors_for(RuleSet.load(detect.rules, include_default=detect.default_rules),
+                                       detect.anomaly.model)
         self._restore_detector_state()
         self.rule_watcher = RuleWatcher(self.config.detectors.rules, include_default=self.config.detectors.default_rules)
         self.dispatcher = self._make_dispatcher()
@@ -177,8 +176,13 @@ class Service:
         except StateDirBusy as exc:
             print(f"faultwarden: {exc}", file=sys.stderr)
             return 2
+        from faultwarden.detectors.yamlfile import FileError
+
         try:
             return self._run()
+        except (FileError, ModelError) as exc:  # a broken rule file or model at start: exit 2
+            print(f"faultwarden: {exc}", file=sys.stderr)
+            return 2
         finally:
             lock.release()
 
@@ -215,6 +219,7 @@ class Service:
                     if self.book_changed:  # an opened incident survives a crash right away
                         self.book.save()
                         self.book_changed = False
+                    self._update_metrics()
                     rate = (self.pipeline.counters.events - events_at_tick) / (now - last_tick)
                     events_at_tick, last_tick = self.pipeline.counters.events, now
                     notifier.status(self._status(rate))
@@ -232,17 +237,20 @@ class Service:
         self.metrics.lines_read.inc()
         if line.detect:
             for event, end in self.parsers.feed(line, detect=True):
-                self.metrics.events_parsed.inc()
-                if "parse_error" in event.get("tags", ()):
-                    self.metrics.parse_errors.inc()
-                if (event.get("@timestamp") or 0.0) >= self.newest_event:
-                    self.newest_event, self.newest_read_at = event["@timestamp"], time.monotonic()
-                self.pipeline.feed(event)
+                self._detect(event)
                 if line.ship:
                     self._ship(event, line.file_id, end)
         elif line.ship:
             for event, end in self.parsers.feed(line, detect=False):
                 self._ship(event, line.file_id, end)
+
+    def _detect(self, event: dict) -> None:
+        self.metrics.events_parsed.inc()
+        if "parse_error" in event.get("tags", ()):
+            self.metrics.parse_errors.inc()
+        if (event.get("@timestamp") or 0.0) >= self.newest_event:
+            self.newest_event, self.newest_read_at = event["@timestamp"], time.monotonic()
+        self.pipeline.feed(event)
 
     def _ship(self, event: dict, file_id: str, end: int) -> None:
         """Hand an event to the sink without ever waiting: a full sink must not stop detection.
@@ -269,11 +277,8 @@ class Service:
                 continue
             for event, position in entries:
                 self.metrics.lines_read.inc()
-                self.metrics.events_parsed.inc()
                 if position.detect:  # False: read before a restart, only shipping needs it again
-                    if (event.get("@timestamp") or 0.0) >= self.newest_event:
-                        self.newest_event, self.newest_read_at = event["@timestamp"], time.monotonic()
-                    self.pipeline.feed(event)
+                    self._detect(event)
                 if self.sink:
                     self.sink.submit(event, position.file_id, position.end)
             if entries and not self.sink:  # nothing to wait for: done once detected
@@ -292,7 +297,7 @@ class Service:
     def _release_held(self, idle_s: float) -> None:
         for file_id, detect, ship, event, end in self.parsers.flush(idle_s):
             if detect:
-                self.pipeline.feed(event)
+                self._detect(event)
             if ship:
                 self._ship(event, file_id, end)
 
@@ -311,6 +316,19 @@ class Service:
             self.dispatcher.handle(update)
         if self.sink:
             self.incident_index.upsert(update.incident)
+
+    def _update_metrics(self) -> None:
+        """What other parts count themselves (the sink, the tailer, the actions on incidents)."""
+        if self.sink is not None:
+            shipped = self.sink.stats.shipped + self.sink.stats.already_there
+            self.metrics.events_shipped.inc(shipped - self.shipped_seen)
+            self.shipped_seen = shipped
+            self.metrics.shipping_lag_bytes.set(
+                sum(f["detect_offset"] - f["ship_offset"] for f in self.tailer.files()))
+        for inc in self.book.incidents.values():
+            for action in inc.actions[self.actions_seen.get(inc.id, 0):]:
+                self.metrics.actions.labels(action=action["action"], outcome=action["outcome"]).inc()
+            self.actions_seen[inc.id] = len(inc.actions)
 
     def _maybe_reload(self) -> None:
         from faultwarden.detectors.yamlfile import FileError
@@ -334,8 +352,7 @@ class Service:
             self.log.info("rules reloaded", rules=len(result.rules))
 
     def _status(self, rate: float = 0.0) -> str:
-        open_incidents = len(self.book.listing()) if hasattr(self, "book") else 0
-        return f"{rate:.0f} events/s, {open_incidents} open incidents"
+        return f"{rate:.0f} events/s, {len(self.book.listing())} open incidents"
 
     # --- state -----------------------------------------------------------------------------
     def _state_path(self) -> Path:

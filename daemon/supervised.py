@@ -30,7 +30,7 @@ from faultwarden.daemon.actions.statelock import StateDirBusy, StateDirLock
 from faultwarden.daemon.actions.supervisor import Line, Supervisor, exit_note
 from faultwarden.daemon.config import Config, Source
 from faultwarden.daemon.incidents import Incident, IncidentBook, Update
-from faultwarden.daemon.pipeline import Pipeline
+from faultwarden.daemon.pipeline import ModelError, Pipeline, detectors_for
 
 TICK_S = 1.0
 BATCH_LINES = 5000  # lines handled between two looks at the clock
@@ -66,23 +66,15 @@ def run_supervised(config: Config, cmd: list[str], dry_run: bool, *, detectors: 
 
 
 def default_detectors(config: Config) -> list:
-    """The configured rule folders over the default pack."""
-    from faultwarden.detectors.rules import RuleEngine, RuleSet
+    """The configured rule folders over the default pack, and the anomaly model if named."""
+    from faultwarden.detectors.rules import RuleSet
     from faultwarden.detectors.yamlfile import FileError
 
     try:
         ruleset = RuleSet.load(config.detectors.rules, include_default=config.detectors.default_rules)
-    except FileError as exc:
+        return detectors_for(ruleset, config.detectors.anomaly.model)
+    except (FileError, ModelError) as exc:
         raise _Usage(str(exc)) from exc
-    detectors = [RuleEngine(ruleset)]
-    if config.detectors.anomaly.model:
-        from faultwarden.detectors.anomaly import AnomalyDetector, load
-
-        try:
-            detectors.append(AnomalyDetector(load(config.detectors.anomaly.model)))
-        except Exception as exc:  # a missing, foreign or damaged model file: say which and why
-            raise _Usage(f"detectors.anomaly.model: {exc}") from exc
-    return detectors
 
 
 def new_run_id() -> str:

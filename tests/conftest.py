@@ -1,4 +1,4 @@
-"""Shared fixtures. The Elasticsearch ones give a REAL node: never a skip.
+"""Shared fixtures. The Elasticsearch ones give a REAL node, never a fake.
 
 Where the node comes from, in order: FAULTWARDEN_TEST_ES_URL (a node you run); the node that
 scripts/test.sh started in the background (FAULTWARDEN_TEST_ES_STARTING = its workdir); a
@@ -26,6 +26,31 @@ def _es_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _unavailable(message: str, how: str) -> None:
+    """A real component the tests need is missing: a failure under FAULTWARDEN_REQUIRE_ES=1 (CI),
+    else a skip that says how to get it."""
+    if os.environ.get("FAULTWARDEN_REQUIRE_ES") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"{message}; {how}")
+
+
+@pytest.fixture(scope="session")
+def es_script():
+    """scripts/es.py as a module: start/stop more nodes (e.g. an 8.x one for the shipping tests)."""
+    return _es_script()
+
+
+@pytest.fixture(scope="session")
+def unavailable():
+    return _unavailable
+
+
+@pytest.fixture(scope="session")
+def nodes_seen() -> list[str]:
+    """Lines printed at the end of the run: which nodes the tests talked to."""
+    return _NODE_SEEN
 
 
 def _await_early_node(workdir: Path, timeout: float) -> str:
@@ -79,11 +104,9 @@ def es_url(request):
         version = _version(url)
     except Exception as exc:
         stack.close()
-        how = ("set FAULTWARDEN_TEST_ES_URL, or run `make test`, which starts one "
-               "(needs Maven, a Java 21+ JDK and root to create the fw-es user)")
-        if os.environ.get("FAULTWARDEN_REQUIRE_ES") == "1":
-            pytest.fail(f"no Elasticsearch for the tests: {exc}", pytrace=False)
-        pytest.skip(f"no Elasticsearch ({exc}); {how}")
+        _unavailable(f"no Elasticsearch for the tests: {exc}",
+                     "set FAULTWARDEN_TEST_ES_URL, or run `make test`, which starts one "
+                     "(needs Maven, a Java 21+ JDK and root to create the fw-es user)")
     _NODE_SEEN.append(f"{version} at {url} ({origin})")
     yield url
     stack.close()
@@ -122,23 +145,28 @@ def pytest_unconfigure(config):
 
 
 class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it (with its
+    headers, in `posts`) while `status` is 200, and answers `status`."""
 
     def __init__(self):
         import http.server
         import json
         import threading
 
-        received = self.received = []
+        receiver = self
+        self.posts: list[dict] = []  # {"headers": ..., "json": body}
+        self.status = 200
         arrived = self.arrived = threading.Condition()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with arrived:
-                    received.append(json.loads(body or b"null"))
-                    arrived.notify_all()
-                self.send_response(200)
+                status = receiver.status
+                if status == 200:
+                    with arrived:
+                        receiver.posts.append({"headers": dict(self.headers), "json": json.loads(body or b"null")})
+                        arrived.notify_all()
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -147,6 +175,11 @@ class WebhookReceiver:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def received(self) -> list:
+        """The JSON bodies, in order."""
+        return [post["json"] for post in self.posts]
 
     def wait_for(self, predicate, timeout: float = 60.0):
         """The first body for which predicate(body) is true, or AssertionError after timeout."""
@@ -160,6 +193,13 @@ class WebhookReceiver:
                 if left <= 0:
                     raise AssertionError(f"no matching notification in {timeout:.0f} s; got {self.received!r}")
                 self.arrived.wait(left)
+
+    def wait(self, n: int = 1, timeout: float = 60.0) -> list[dict]:
+        """The posts, once at least `n` arrived."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.posts) >= n, timeout):
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {n} webhook POST(s)")
+        return self.posts
 
     def close(self):
         self.server.shutdown()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -95,45 +93,6 @@ def make_config(tmp_path: Path):
         })
 
     return make
-
-
-class Receiver:
-    """What the local webhook server was sent."""
-
-    def __init__(self):
-        self.posts: list[dict] = []
-        self.status = 200
-        self.lock = threading.Lock()
-
-    def wait(self, n: int = 1) -> list[dict]:
-        wait_for(lambda: len(self.posts) >= n, what=f"{n} webhook POST(s)")
-        return self.posts
-
-
-@pytest.fixture
-def webhook():
-    receiver = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = receiver.status
-            if status == 200:
-                with receiver.lock:
-                    receiver.posts.append({"headers": dict(self.headers), "json": json.loads(body)})
-            self.send_response(status)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    yield receiver
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

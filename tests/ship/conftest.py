@@ -11,7 +11,6 @@ test on it also shows that shipping shrugs them off.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -27,7 +26,6 @@ from faultwarden.daemon.config import Elasticsearch as Settings
 
 from .proxy import EsProxy
 
-ROOT = Path(__file__).resolve().parents[2]
 ES8_VERSION = os.environ.get("FAULTWARDEN_TEST_ES8_VERSION", "8.19.21")
 TINY_WRITE_POOL = {"thread_pool.write.size": "1", "thread_pool.write.queue_size": "1"}
 
@@ -77,23 +75,13 @@ class Node:
             es.indices.delete_index_template(name=f"{prefix}-{template}")
 
 
-def _es_script():
-    spec = importlib.util.spec_from_file_location("fw_es_script_ship", ROOT / "scripts/es.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _node_version(client) -> str:
     (node,) = client.nodes.info(node_id="_local")["nodes"].values()
     return node["version"]
 
 
-_SEEN: list[str] = []
-
-
 @pytest.fixture(scope="session")
-def es8():
+def es8(es_script, unavailable, nodes_seen):
     """An Elasticsearch 8.19 node with a tiny write pool, started (and stopped) by this session.
 
     FAULTWARDEN_TEST_ES8_WORKDIR: a node already started there with scripts/es.py (`start
@@ -101,7 +89,7 @@ def es8():
     """
     from elasticsearch import Elasticsearch
 
-    script = _es_script()
+    script = es_script
     reuse = os.environ.get("FAULTWARDEN_TEST_ES8_WORKDIR")
     if reuse:
         workdir, owned = Path(reuse), False
@@ -115,15 +103,13 @@ def es8():
         except Exception as exc:
             script.stop(workdir)
             shutil.rmtree(workdir, ignore_errors=True)
-            message = f"no Elasticsearch {ES8_VERSION} for the shipping tests: {exc}"
-            if os.environ.get("FAULTWARDEN_REQUIRE_ES") == "1":
-                pytest.fail(message, pytrace=False)
-            pytest.skip(f"{message} (needs Maven and a Java 17+ JDK)")
+            unavailable(f"no Elasticsearch {ES8_VERSION} for the shipping tests: {exc}",
+                        "needs Maven and a Java 17+ JDK")
         finally:
             mp.undo()
     client = Elasticsearch(url, request_timeout=120)
     node = Node(url, client, _node_version(client), workdir)
-    _SEEN.append(f"Elasticsearch {node.version} at {url} (tests/ship, tiny write pool)")
+    nodes_seen.append(f"Elasticsearch {node.version} at {url} (tests/ship, tiny write pool)")
     yield node
     client.close()
     if owned:
@@ -140,11 +126,6 @@ def es9(es_url, es):
 def any_es(request) -> Node:
     """Each core shipping test runs against both supported majors."""
     return request.getfixturevalue("es9" if request.param == "9.x" else "es8")
-
-
-def pytest_terminal_summary(terminalreporter):
-    for line in _SEEN:
-        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ CA or a wrong password is one clear line, and the daemon goes on detecting and n
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
 import urllib.error
@@ -21,12 +20,9 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def front(es_url, tmp_path_factory):
+def front(es_url, tmp_path_factory, unavailable):
     if nginx_binary() is None:
-        why = "nginx is not installed (Debian's nginx-light; scripts/install-test-deps.sh installs it)"
-        if os.environ.get("FAULTWARDEN_REQUIRE_ES") == "1":
-            pytest.fail(why, pytrace=False)
-        pytest.skip(why)
+        unavailable("nginx is not installed", "Debian's nginx-light; scripts/install-test-deps.sh installs it")
     tls = start_tls_front(tmp_path_factory.mktemp("nginx"), es_url, PASSWORD)
     yield tls
     tls.stop()
