@@ -94,6 +94,8 @@ class Elasticsearch(Strict):
     flush_interval_s: float = Field(1.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0)
     max_in_flight_events: int = Field(20_000, ge=100)
+    max_requests_in_flight: int = Field(4, ge=1, le=64, description=(
+        "Bulk requests sent at once; more keep a busy node's write threads fed while answers travel."))
 
     @field_validator("hosts", mode="before")
     @classmethod

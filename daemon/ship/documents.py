@@ -2,7 +2,11 @@
 
 The id is what makes shipping idempotent: it depends only on where the record was read (host,
 source file identity, byte offset), so a replay after a crash sends the same ids and the
-`create` op answers 409 instead of storing a second copy. The index is a daily index picked from
+`create` op answers 409 instead of storing a second copy. Its shape is chosen for the node: a
+hash of where (the same for a whole file) then the offset, big-endian, so one file's ids grow
+in order. Elasticsearch stores a URL-safe base64 id as its raw bytes, and Lucene answers "not
+here" for an id beyond a segment's largest at once, so the look-up every `create` makes costs
+little (random ids cost a terms-dictionary search in every segment). The index is a daily index picked from
 the event's own time, so a replayed event goes to the same index as the first time.
 """
 from __future__ import annotations
@@ -38,6 +42,11 @@ class Document:
         # The bulk line pair: a ~70-byte action line, the body, two newlines.
         return len(self.body) + 80
 
+    @property
+    def action(self) -> bytes:
+        """The `_bulk` action line (with its newline) that goes before the body."""
+        return orjson.dumps({"create": {"_index": self.index, "_id": self.id}}) + b"\n"
+
 
 def iso_utc(value: Any) -> str:
     """Epoch seconds (or a datetime, or an ISO-8601 string) → `2024-05-01T12:00:00.123Z`.
@@ -51,9 +60,18 @@ def iso_utc(value: Any) -> str:
         value = value.timestamp() if value.tzinfo else value.replace(tzinfo=timezone.utc).timestamp()
     millis = int(round(float(value) * 1000))
     seconds, ms = divmod(millis, 1000)
-    t = time.gmtime(seconds)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t.tm_year, t.tm_mon, t.tm_mday,
-                                                   t.tm_hour, t.tm_min, t.tm_sec, ms)
+    head = _SECONDS.get(seconds)
+    if head is None:
+        # Log records come many to a second: the calendar part is worked out once per second.
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        t = time.gmtime(seconds)
+        head = _SECONDS[seconds] = "%04d-%02d-%02dT%02d:%02d:%02d." % (
+            t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+    return f"{head}{ms:03d}Z"
+
+
+_SECONDS: dict[int, str] = {}
 
 
 def _is_iso(value: Any) -> bool:
@@ -66,9 +84,21 @@ def events_index(prefix: str, timestamp: str) -> str:
 
 
 def document_id(host: str, file_id: str, offset: int) -> str:
-    """A short deterministic id: 120 bits of BLAKE2b over where the record was read."""
-    raw = f"{host}\x1f{file_id}\x1f{offset}".encode("utf-8", "surrogatepass")
-    return base64.urlsafe_b64encode(hashlib.blake2b(raw, digest_size=15).digest()).decode()
+    """A short deterministic id (20 characters, URL-safe base64 of 15 bytes): 72 bits of
+    BLAKE2b over the host and file, then the byte offset in 48 bits, big-endian."""
+    key = (host, file_id)
+    where = _WHERE.get(key)
+    if where is None:
+        if len(_WHERE) >= 4096:
+            _WHERE.clear()
+        raw = f"{host}\x1f{file_id}".encode("utf-8", "surrogatepass")
+        where = _WHERE[key] = hashlib.blake2b(raw, digest_size=9).digest()
+    if not 0 <= offset < 1 << 48:  # past 256 TiB, or nonsense: still stable, just not in order
+        where, offset = hashlib.blake2b(where + str(offset).encode(), digest_size=9).digest(), 0
+    return base64.urlsafe_b64encode(where + offset.to_bytes(6, "big")).decode()
+
+
+_WHERE: dict[tuple[str, str], bytes] = {}
 
 
 def to_document(event: Mapping[str, Any], prefix: str, file_id: str | None = None,
@@ -76,12 +106,6 @@ def to_document(event: Mapping[str, Any], prefix: str, file_id: str | None = Non
     """Build the shipped document. Non-finite floats become null and are listed in
     `ml.non_finite` (Elasticsearch stores no NaN); times become ISO-8601 UTC with millis."""
     doc = dict(event)
-    non_finite = [k for k, v in doc.items() if isinstance(v, float) and not math.isfinite(v)]
-    if non_finite:
-        for key in non_finite:
-            doc[key] = None
-        earlier = doc.get(NON_FINITE_FIELD) or []
-        doc[NON_FINITE_FIELD] = sorted(set(earlier if isinstance(earlier, list) else [earlier]) | set(non_finite))
     for key in TIME_FIELDS:
         value = doc.get(key)
         if value is not None:
@@ -107,7 +131,19 @@ def to_document(event: Mapping[str, Any], prefix: str, file_id: str | None = Non
         _id = base64.urlsafe_b64encode(hashlib.blake2b(
             orjson.dumps(doc, option=_DUMPS_OPTIONS | orjson.OPT_SORT_KEYS, default=str),
             digest_size=15).digest()).decode()
+    body = orjson.dumps(doc, option=_DUMPS_OPTIONS, default=str)
+    # orjson writes NaN and ±Infinity as null. Most documents hold no null at all, so only
+    # those that do are searched for the numbers to name (None values are nulls too).
+    if b"null" in body:
+        non_finite = [k for k, v in doc.items() if isinstance(v, float) and not math.isfinite(v)]
+        if non_finite:
+            for key in non_finite:
+                doc[key] = None
+            earlier = doc.get(NON_FINITE_FIELD) or []
+            earlier = earlier if isinstance(earlier, list) else [earlier]
+            doc[NON_FINITE_FIELD] = sorted(set(earlier) | set(non_finite))
+            body = orjson.dumps(doc, option=_DUMPS_OPTIONS, default=str)
     # orjson hands back its whole output buffer (4 KiB at least); a right-sized copy keeps
     # `max_in_flight_events` queued documents at their real size.
-    body = memoryview(orjson.dumps(doc, option=_DUMPS_OPTIONS, default=str)).tobytes()
+    body = memoryview(body).tobytes()
     return Document(events_index(prefix, doc["@timestamp"]), _id, body, file_id, end)

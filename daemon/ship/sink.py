@@ -1,9 +1,10 @@
 """Sinks: where events go for investigation. At least once, nothing lost, nothing doubled.
 
-`ElasticsearchSink` runs one background thread. The caller (the tailer) `submit()`s events with
-the file they came from and the offset just past them; the thread takes batches off a queue (by
-count, bytes, or `flush_interval_s`), sends them with `streaming_bulk` as `create` ops with
-deterministic ids, and resolves every document:
+`ElasticsearchSink` runs a few sender threads. The caller (the tailer) `submit()`s events with
+the file they came from and the offset just past them; submit turns each into its document and
+adds it to the batch being formed, which goes onto the send queue when full (by count or bytes);
+a sender that finds the queue empty for `flush_interval_s` takes the batch as it is. Each batch
+is one `_bulk` request of `create` ops with deterministic ids, and every document is resolved:
 
     2xx            shipped
     409            already there (a replay): counts as delivered
@@ -11,8 +12,9 @@ deterministic ids, and resolves every document:
     other 4xx      refused for good: written to the dead-letter file, the stream goes on
     no answer      (connection refused, timeout, 401...): the whole rest is retried
 
-Two batches are in flight at a time (one shard indexes a bulk on one thread; a second request
-keeps the node busy while the first answer is read). A batch is acknowledged only when it and
+`max_requests_in_flight` batches are in flight at a time (4 by default): one shard indexes a
+bulk on one thread, and while one answer travels back and is read, the others keep the node's
+write threads busy. A batch is acknowledged only when it and
 every batch before it are resolved: `on_shipped(file_id, end)` is called in submit order, so the
 caller's shipping cursor never runs ahead of what Elasticsearch holds, and the offsets it
 reports only grow. A dead cluster makes shipping wait (back-off capped at
@@ -40,6 +42,7 @@ from faultwarden.daemon.ship.documents import Document, to_document
 OnShipped = Callable[[str, int], None]
 _CLOSE = object()
 LOG_EVERY = 10  # failed attempts between two "held up" lines with the same cause
+_ANSWER_FIELDS = "errors,items.*.status,items.*.error"
 
 
 @dataclass
@@ -88,7 +91,8 @@ class ElasticsearchSink:
     def __init__(self, settings: Any, on_shipped: OnShipped | None = None, *,
                  state_dir: str | Path | None = None, client: Any = None,
                  host_name: str | None = None, ensure_setup: bool = True,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, concurrency: int = 2):
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 concurrency: int | None = None):
         from faultwarden.daemon.ship.client import connect, hosts_of
 
         self.settings = settings
@@ -104,10 +108,13 @@ class ElasticsearchSink:
         self.backoff_max_s = backoff_max_s
         self._need_setup = ensure_setup
         self._log = logs.get("faultwarden.ship")
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._room = threading.Semaphore(settings.max_in_flight_events)
-        self._idle = threading.Condition()
-        self._outstanding = 0  # submitted, not yet resolved
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # formed batches, then _CLOSE
+        self._forming: list[Document] = []  # the batch being formed, in submit order
+        self._forming_size = 0
+        self._forming_lock = threading.Lock()
+        self._idle = threading.Condition()  # guards the two counts below
+        self._outstanding = 0  # submitted, not yet resolved and acknowledged
+        self._room_taken = 0  # submitted, not yet resolved: what max_in_flight_events limits
         self._closed = False
         self._abort = threading.Event()  # set when close() runs out of time: stop retrying
         self._failing = False
@@ -122,8 +129,9 @@ class ElasticsearchSink:
         self._collecting = threading.Lock()  # one sender forms a batch at a time
         self._draining = False
         self._in_order: deque[_Batch] = deque()  # formed, not yet acknowledged, oldest first
+        senders = concurrency if concurrency is not None else settings.max_requests_in_flight
         self._threads = [threading.Thread(target=self._run, name=f"faultwarden-ship-{i}", daemon=True)
-                         for i in range(max(1, concurrency))]
+                         for i in range(max(1, senders))]
         for thread in self._threads:
             thread.start()
 
@@ -137,16 +145,33 @@ class ElasticsearchSink:
         instead of queueing when still full (the caller holds its shipping cursor back)."""
         if self._closed:
             raise RuntimeError("the sink is closed")
-        if not self._room.acquire(timeout=timeout):
-            return False
-        # The document is built here, on the caller's thread, so that it overlaps with the
-        # request the shipping thread has in flight (that one waits on the network, not the GIL).
-        doc = self._document(event, file_id, end)
+        limit = self.settings.max_in_flight_events
         with self._idle:
+            if self._room_taken >= limit and not self._idle.wait_for(
+                    lambda: self._room_taken < limit, timeout):
+                return False
+            self._room_taken += 1
             self._outstanding += 1
             self.stats.submitted += 1
-        self._queue.put(doc)
+        # The document is built here, on the caller's thread, so that it overlaps with the
+        # requests in flight (a sender waits on the network, not the GIL).
+        doc = self._document(event, file_id, end)
+        with self._forming_lock:
+            self._forming.append(doc)
+            self._forming_size += doc.size
+            if (len(self._forming) >= self.settings.batch_events
+                    or self._forming_size >= self.settings.batch_bytes):
+                self._queue.put(self._form())
         return True
+
+    def _form(self) -> _Batch:
+        """The batch being formed, closed and put in line for acknowledgement (caller holds
+        `_forming_lock`, so batches line up in submit order)."""
+        batch = _Batch(self._forming)
+        self._forming, self._forming_size = [], 0
+        # A deque's append and popleft are atomic: _resolved pops under its own lock.
+        self._in_order.append(batch)
+        return batch
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every submitted event is resolved; False on timeout."""
@@ -163,7 +188,10 @@ class ElasticsearchSink:
         it, so it is read and sent again next time)."""
         if not self._closed:
             self._closed = True
-            self._queue.put(_CLOSE)
+            with self._forming_lock:
+                if self._forming:
+                    self._queue.put(self._form())
+                self._queue.put(_CLOSE)
         deadline = time.monotonic() + timeout
         # Waiting is pointless while Elasticsearch refuses the credentials or the certificate.
         while self.running and not self._blocked and time.monotonic() < deadline:
@@ -199,35 +227,22 @@ class ElasticsearchSink:
             self._resolved(batch)
 
     def _collect(self) -> _Batch | None:
-        """The next batch: up to batch_events / batch_bytes, or what came within
-        flush_interval_s of its first event. None once closed and drained."""
+        """The next batch: a full one from the queue, else (nothing came for flush_interval_s)
+        the one being formed, as it is. None once closed and drained."""
         with self._collecting:
-            if self._draining:
-                return None
-            first = self._queue.get()
-            if first is _CLOSE:
-                self._draining = True
-                return None
-            docs = [first]
-            size = first.size
-            deadline = time.monotonic() + self.settings.flush_interval_s
-            while len(docs) < self.settings.batch_events and size < self.settings.batch_bytes:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    break
+            while not self._draining:
                 try:
-                    item = self._queue.get(timeout=wait)
+                    item = self._queue.get(timeout=self.settings.flush_interval_s)
                 except queue.Empty:
-                    break
+                    with self._forming_lock:
+                        if self._forming:
+                            return self._form()
+                    continue
                 if item is _CLOSE:
                     self._draining = True
                     break
-                docs.append(item)
-                size += item.size
-            batch = _Batch(docs)
-            with self._lock:  # batches are formed one at a time, so this is submit order
-                self._in_order.append(batch)
-            return batch
+                return item
+            return None
 
     def _document(self, event: Mapping[str, Any], file_id: str | None, end: int | None) -> Document:
         try:
@@ -288,28 +303,33 @@ class ElasticsearchSink:
             return batch.pending
         retry: list[Document] = []
         refused: list[tuple[Document, int, Any]] = []
-        answered = shipped = already_there = 0
+        shipped = already_there = 0
         later: tuple[int, Any] | None = None  # an answer that says "later", for the log
         try:
-            for doc, (ok, item) in zip(batch.pending, self._bulk(batch.pending)):
-                if not answered:
-                    self._answered()
-                answered += 1
-                info = next(iter(item.values()))
-                status = info.get("status", 500)
-                if ok:
-                    shipped += 1
-                elif status == 409:
-                    already_there += 1
-                elif "exception" in info or status == 429 or status >= 500:
-                    # `exception`: the whole request failed (e.g. 401, 503): not this document.
-                    retry.append(doc)
-                    later = (status, info.get("exception") or info.get("error"))
-                else:
-                    refused.append((doc, status, info.get("error")))
-        except Exception as exc:  # no answer at all (connection refused, timeout, TLS...)
-            retry.extend(batch.pending[answered:])
-            self._failed(batch, exc, unanswered=True)
+            answers = self._bulk(batch.pending)
+        except Exception as exc:
+            from elasticsearch import ApiError
+
+            # An ApiError is an answer about the whole request (429, 503, 401...), not about any
+            # one document; anything else is no answer at all (refused, timeout, TLS...).
+            retry = batch.pending
+            self._failed(batch, exc, unanswered=not isinstance(exc, ApiError))
+        else:
+            self._answered()
+            if answers is None:
+                shipped = len(batch.pending)
+            else:
+                for doc, info in zip(batch.pending, answers):
+                    status = info.get("status", 500)
+                    if 200 <= status < 300:
+                        shipped += 1
+                    elif status == 409:
+                        already_there += 1
+                    elif status == 429 or status >= 500:
+                        retry.append(doc)
+                        later = (status, info.get("error"))
+                    else:
+                        refused.append((doc, status, info.get("error")))
         if later is not None:
             self._failed(batch, later[1], unanswered=False, status=later[0])
         if refused:
@@ -326,18 +346,22 @@ class ElasticsearchSink:
         batch.pending = retry
         return retry
 
-    def _bulk(self, docs: list[Document]):
-        from elasticsearch.helpers import streaming_bulk
+    def _bulk(self, docs: list[Document]) -> list[dict] | None:
+        """One `_bulk` request of `create` ops. None when every document was created, else
+        each document's answer (`status`, and `error` when refused), in order.
 
-        # raise_on_error=False: with True, per-document 429s are never retried (the helper
-        # raises at the end of the chunk); raise_on_exception=False: a failed request comes
-        # back per document. max_retries=0: the helper's retry sleeps without jitter and
-        # cannot be interrupted, so retrying is ours (tenacity, above).
-        return streaming_bulk(
-            self.client, docs,
-            expand_action_callback=lambda d: ({"create": {"_index": d.index, "_id": d.id}}, d.body),
-            chunk_size=len(docs), max_chunk_bytes=max(self.settings.batch_bytes * 2, 1 << 20),
-            raise_on_error=False, raise_on_exception=False, max_retries=0, yield_ok=True)
+        The request body is joined from the documents' bytes (no JSON work here), and the
+        answer is filtered to what is read of it: a full answer repeats index, id, version,
+        shards and sequence numbers per document, which the node spends CPU writing and this
+        process reading."""
+        payload = b"".join([part for doc in docs for part in (doc.action, doc.body, b"\n")])
+        answer = self.client.bulk(operations=payload, filter_path=_ANSWER_FIELDS).body
+        if not answer.get("errors"):
+            return None
+        items = answer.get("items") or []
+        if len(items) != len(docs):
+            raise ValueError(f"the bulk answer has {len(items)} items for {len(docs)} documents")
+        return [next(iter(item.values())) for item in items]
 
     def _setup(self, batch: _Batch) -> bool:
         """Templates before the first document, so no event lands in an unmapped index."""
@@ -419,7 +443,9 @@ class ElasticsearchSink:
             self.stats.batches += len(ready)
             count = sum(len(b.docs) for b in ready)
             if count:  # room first, so that a callback that submits cannot wait on itself
-                self._room.release(count)
+                with self._idle:
+                    self._room_taken -= count
+                    self._idle.notify_all()
             # Calling back under the lock keeps the offsets reported in order across senders.
             for done in ready:
                 self._acknowledge(done.docs)
