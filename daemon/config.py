@@ -81,6 +81,9 @@ def _url(url: str) -> str:
 Url = Annotated[str, AfterValidator(_url)]
 
 
+_INDEX_PREFIX = re.compile(r"[a-z0-9][a-z0-9._+-]*")
+
+
 class Elasticsearch(Strict):
     hosts: list[Url] = []
     username: str | None = None
@@ -102,6 +105,16 @@ class Elasticsearch(Strict):
     def _hosts(cls, v):
         if isinstance(v, str):
             raise ValueError(f"expected a list of URLs, got {v!r}")
+        return v
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _index_prefix(cls, v):
+        # Elasticsearch's index-name rules, narrowed to what cannot surprise (indices are
+        # `<prefix>-events-<day>`): checked here rather than met as a 400 on every request.
+        if not _INDEX_PREFIX.fullmatch(v) or len(v) > 200:
+            raise ValueError("expected lowercase letters, digits and . _ + - (a letter or digit "
+                             f"first, at most 200), got {v!r}")
         return v
 
 

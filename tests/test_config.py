@@ -71,6 +71,11 @@ def test_every_key_has_a_default_so_one_source_glob_works(tmp_path):
      elasticsearch:
        flush_interval_s: 0
      """, "faultwarden.yaml:2: elasticsearch.flush_interval_s: Input should be greater than 0, got 0"),
+    ("""
+     elasticsearch:
+       index_prefix: ML Jobs
+     """, "faultwarden.yaml:2: elasticsearch.index_prefix: expected lowercase letters, digits and "
+          ". _ + - (a letter or digit first, at most 200), got 'ML Jobs'"),
     ("- just\n- a list\n", "faultwarden.yaml:1: expected a mapping of sections"),
     ("""
      actions:
@@ -78,7 +83,8 @@ def test_every_key_has_a_default_so_one_source_glob_works(tmp_path):
          checkpoint_dirs: /data/ckpt
      """, "faultwarden.yaml:3: actions.restore.checkpoint_dirs: Input should be a valid list"),
 ], ids=["hosts not a list", "typo", "negative", "missing", "bad yaml", "host without scheme", "enum typo",
-        "bad level", "smtp without recipients", "zero interval", "not a mapping", "string for list"])
+        "bad level", "smtp without recipients", "zero interval", "index prefix with a space",
+        "not a mapping", "string for list"])
 def test_broken_config_exits_2_naming_file_line_and_key(tmp_path, text, expected):
     path = write(tmp_path, text)
     with pytest.raises(FileError) as err:

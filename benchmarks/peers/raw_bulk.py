@@ -2,7 +2,7 @@
 Python client's bulk helper. What one Python client can push into this node, nothing else.
 
     prepare:  raw_bulk.py prepare --log FILE --out DOCS      (untimed: parse + serialize once)
-    send:     raw_bulk.py send --docs DOCS --url URL --prefix P [--threads 2]
+    send:     raw_bulk.py send --docs DOCS --url URL --prefix P [--threads 2] [--limit N]
 
 DOCS has one document a line: `id <TAB> index suffix <TAB> JSON body`. `send` streams it
 (so its RSS is the client's, not a copy of the file), builds `create` actions with the same ids
@@ -16,6 +16,7 @@ import json
 import resource
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 BATCH = 1000
@@ -46,7 +47,7 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def send(docs: Path, url: str, prefix: str, threads: int) -> None:
+def send(docs: Path, url: str, prefix: str, threads: int, limit: int | None = None) -> None:
     from elasticsearch import Elasticsearch, helpers
     from elasticsearch.serializer import OrjsonSerializer
 
@@ -54,7 +55,7 @@ def send(docs: Path, url: str, prefix: str, threads: int) -> None:
 
     def actions():
         with open(docs, "rb") as fh:
-            for line in fh:
+            for line in islice(fh, limit):
                 doc_id, suffix, body = line.rstrip(b"\n").split(b"\t", 2)
                 # bytes pass through the serializer untouched: no JSON work in the loop
                 yield {"_op_type": "create", "_index": prefix + suffix.decode(), "_id": doc_id.decode(),
@@ -87,11 +88,12 @@ def main() -> int:
     s.add_argument("--url", required=True)
     s.add_argument("--prefix", required=True)
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--limit", type=int, help="only the first N documents (the warm-up)")
     args = ap.parse_args()
     if args.what == "prepare":
         prepare(args.log, args.out)
     else:
-        send(args.docs, args.url, args.prefix, args.threads)
+        send(args.docs, args.url, args.prefix, args.threads, args.limit)
     return 0
 
 

@@ -38,12 +38,29 @@ def connect(settings: "Settings", *, max_retries: int = 0, request_timeout: floa
         kwargs["ca_certs"] = settings.ca_certs
     if any(h.startswith("https://") for h in settings.hosts):
         kwargs["verify_certs"] = settings.verify_certs
-    try:  # orjson is a dependency; the serializer class exists from elasticsearch 8.12 on
+    kwargs["serializers"] = _serializers()
+    return Elasticsearch(list(settings.hosts), **kwargs)
+
+
+def _serializers() -> dict[str, Any]:
+    """orjson for JSON (a dependency; its serializer class exists from elasticsearch 8.12 on),
+    and bulk bodies that are already NDJSON bytes sent as they are: the stock serializer copies
+    a multi-megabyte body twice to make sure it ends with a newline."""
+    from elasticsearch.serializer import NdjsonSerializer
+
+    class NdjsonBytes(NdjsonSerializer):
+        def dumps(self, data: Any) -> bytes:
+            if isinstance(data, bytes) and data.endswith(b"\n"):
+                return data
+            return super().dumps(data)
+
+    serializers: dict[str, Any] = {"application/x-ndjson": NdjsonBytes()}
+    try:
         from elasticsearch.serializer import OrjsonSerializer
-        kwargs["serializer"] = OrjsonSerializer()
+        serializers["application/json"] = OrjsonSerializer()
     except ImportError:  # pragma: no cover - older client
         pass
-    return Elasticsearch(list(settings.hosts), **kwargs)
+    return serializers
 
 
 def hosts_of(client: Any) -> str:

@@ -45,7 +45,8 @@ class Document:
     @property
     def action(self) -> bytes:
         """The `_bulk` action line (with its newline) that goes before the body."""
-        return orjson.dumps({"create": {"_index": self.index, "_id": self.id}}) + b"\n"
+        # Both are JSON-safe: index names are checked at config load, ids are URL-safe base64.
+        return f'{{"create":{{"_index":"{self.index}","_id":"{self.id}"}}}}\n'.encode()
 
 
 def iso_utc(value: Any) -> str:
