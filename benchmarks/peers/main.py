@@ -190,7 +190,10 @@ def render(info: dict, results: dict) -> str:
                   "once Elasticsearch acknowledged every event). rsyslog: process start until `_count` shows "
                   "every document it can store (it never exits by itself; polled every 0.2 s, so up to one "
                   "1 s refresh is on its side). Raw ceiling: its bulk loop only (documents pre-serialized "
-                  "from faultwarden's own, same ids, same `create` op, same index template).",
+                  "from faultwarden's own, same ids, same `create` op, same index template). All three "
+                  "send batches of 1,000 with 4 requests in flight (faultwarden's default). The node is "
+                  "warmed up first with 200,000 untimed documents: a fresh JVM indexes at half speed until "
+                  "its JIT has compiled the indexing path.",
                   "- CPU s and peak RSS: the contender's own process (rusage from wait4); Elasticsearch's CPU "
                   "during the run is the node's process tree (psutil).",
                   f"- rsyslog stores {s['lines'] - s['refused_expected']:,}: Elasticsearch refuses the NaN-loss "
@@ -199,7 +202,8 @@ def render(info: dict, results: dict) -> str:
                   "`ml.non_finite: [ml.loss]`.",
                   "- Document ids: faultwarden (and so the raw ceiling) sends each event with an id derived "
                   "from where it was read, as a `create`, so a replay after a crash or restart stores nothing "
-                  "twice; Elasticsearch looks every id up before it writes. rsyslog lets Elasticsearch "
+                  "twice; Elasticsearch looks every id up before it writes (cheaply: one file's ids grow "
+                  "in the order it was written, see docs/shipping.md). rsyslog lets Elasticsearch "
                   "generate ids (its append-only fast path: less node CPU per document, and duplicates "
                   "after any replay).",
                   "- rsyslog's peak RSS is mostly its queues (the main queue's default 100,000 messages; "
