@@ -20,6 +20,7 @@ class Metrics:
     incidents: object
     actions: object
     rule_reloads: object
+    model_reloads: object
 
     @classmethod
     def create(cls) -> "Metrics":
@@ -37,6 +38,8 @@ class Metrics:
             incidents=Counter("faultwarden_incidents_opened_total", "Incidents opened by fault", ["fault"], registry=r),
             actions=Counter("faultwarden_actions_total", "Actions by name and outcome", ["action", "outcome"], registry=r),
             rule_reloads=Counter("faultwarden_rule_reloads_total", "Rule reloads by result", ["result"], registry=r),
+            model_reloads=Counter("faultwarden_model_reloads_total", "Anomaly model reloads (SIGHUP) by result",
+                                  ["result"], registry=r),
         )
 
     def serve(self, port: int, host: str = "127.0.0.1"):

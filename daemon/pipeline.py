@@ -32,14 +32,19 @@ def detectors_for(ruleset, anomaly_model: str | None = None) -> list[Detector]:
 
     detectors: list[Detector] = [RuleEngine(ruleset)]
     if anomaly_model:
-        from faultwarden.detectors.anomaly import AnomalyDetector, load
-
-        try:
-            detectors.append(AnomalyDetector(load(anomaly_model)))
-        except Exception as exc:  # a missing, foreign or damaged model file: say which and why
-            why = str(exc) if str(exc).startswith(str(anomaly_model)) else f"{anomaly_model}: {exc}"
-            raise ModelError(f"cannot load the anomaly model: {why}") from None
+        detectors.append(anomaly_detector(anomaly_model))
     return detectors
+
+
+def anomaly_detector(model_file: str) -> Detector:
+    """The isolation forest of a model file; ModelError says which file and why it cannot."""
+    from faultwarden.detectors.anomaly import AnomalyDetector, load
+
+    try:
+        return AnomalyDetector(load(model_file))
+    except Exception as exc:  # a missing, foreign or damaged model file
+        why = str(exc) if str(exc).startswith(str(model_file)) else f"{model_file}: {exc}"
+        raise ModelError(f"cannot load the anomaly model: {why}") from None
 
 
 @dataclass

@@ -338,6 +338,7 @@ class Service:
         else:
             self.reload_requested = False
             result = self.rule_watcher.poll(force=True)
+            self._reload_model()
         if isinstance(result, FileError):
             self.metrics.rule_reloads.labels(result="error").inc()
             self.log.error("rule files not reloaded; the last good rules keep running", error=str(result))
@@ -350,6 +351,25 @@ class Service:
             self.pipeline.detectors = self.detectors
             self.metrics.rule_reloads.labels(result="ok").inc()
             self.log.info("rules reloaded", rules=len(result.rules))
+
+    def _reload_model(self) -> None:
+        """SIGHUP also reads the anomaly model file again (a refit is deployed by replacing the
+        file). One that cannot be loaded leaves the last good model running."""
+        path = self.config.detectors.anomaly.model
+        if not path:
+            return
+        from faultwarden.daemon.pipeline import ModelError, anomaly_detector
+
+        try:
+            fresh = anomaly_detector(path)
+        except ModelError as exc:
+            self.metrics.model_reloads.labels(result="error").inc()
+            self.log.error("anomaly model not reloaded; the last good model keeps running", error=str(exc))
+            return
+        self.detectors[1] = fresh
+        self.pipeline.detectors = self.detectors
+        self.metrics.model_reloads.labels(result="ok").inc()
+        self.log.info("anomaly model reloaded", file=path)
 
     def _status(self, rate: float = 0.0) -> str:
         return f"{rate:.0f} events/s, {len(self.book.listing())} open incidents"
