@@ -58,13 +58,15 @@ def _files(paths) -> list[str]:
               help="The share of training windows allowed above the threshold (= 1 - quantile).")
 @click.option("--range-margin", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="Beyond the training range by this many training std is anomalous ('inf': off).")
+@click.option("--range-floor", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="...and, for an ml.* metric, beyond it by this share of its size at least (0: off).")
 @click.option("--tfidf", is_flag=True, help="Weight template counts by idf over training windows (loglizer).")
 @click.option("--trees", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="The forest's random_state.")
 @click.argument("paths", nargs=-1, required=True)
 def fit_command(config_path, output, name, session_regex, group_by, window_events, window_seconds,
-                idle_seconds, min_events, quantile, contamination, range_margin, tfidf, trees, seed,
-                paths) -> None:
+                idle_seconds, min_events, quantile, contamination, range_margin, range_floor, tfidf,
+                trees, seed, paths) -> None:
     """Fit a model on healthy logs (files, folders, globs; plain or gzip).
 
     The threshold comes from the training windows alone: about 1 - quantile of them (or the
@@ -82,7 +84,7 @@ def fit_command(config_path, output, name, session_regex, group_by, window_event
     options = {"name": name or _name_of(output), "group_by": tuple(group_by), "session_regex": session_regex,
                "window_events": window_events, "window_seconds": window_seconds,
                "idle_seconds": idle_seconds, "min_events": min_events, "range_margin": range_margin,
-               "tfidf": tfidf, "trees": trees, "seed": seed}
+               "range_floor": range_floor, "tfidf": tfidf, "trees": trees, "seed": seed}
     if quantile is not None:
         options["quantile"] = quantile
     try:

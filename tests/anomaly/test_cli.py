@@ -108,3 +108,14 @@ def test_contamination_sets_the_quantile(healthy_logs, tmp_path):
     assert done.exit_code == 0, done.output
     assert "the 0.95 quantile of training window scores" in done.stdout
     assert "model 'c'" in done.stdout
+
+
+def test_range_floor_is_stored_in_the_model(healthy_logs, tmp_path):
+    from faultwarden.detectors.anomaly import load
+
+    done = cli("anomaly", "fit", "-o", tmp_path / "f.fwm", "--group-by", "labels.run_id", "--window-events", 40,
+               "--range-floor", 0, *healthy_logs, cwd=tmp_path)
+    assert done.exit_code == 0, done.output
+    assert load(tmp_path / "f.fwm").spec.range_floor == 0.0
+    done = cli("anomaly", "fit", "-o", tmp_path / "g.fwm", "--range-floor", -1, *healthy_logs, cwd=tmp_path)
+    assert done.exit_code == 2 and "--range-floor" in done.stderr
