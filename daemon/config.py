@@ -161,6 +161,8 @@ class Actions(Strict):
 class Webhook(Strict):
     url: str
     min_severity: Severity = "warning"
+    secret: SecretStr | None = Field(None, description=(
+        "Sign each post: X-Faultwarden-Signature is sha256=HMAC(secret, '<X-Faultwarden-Timestamp>.<body>')."))
 
 
 class Smtp(Strict):

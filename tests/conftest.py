@@ -164,7 +164,8 @@ class WebhookReceiver:
                 status = receiver.status
                 if status == 200:
                     with arrived:
-                        receiver.posts.append({"headers": dict(self.headers), "json": json.loads(body or b"null")})
+                        receiver.posts.append({"headers": dict(self.headers), "body": body,
+                                               "json": json.loads(body or b"null")})
                         arrived.notify_all()
                 self.send_response(status)
                 self.end_headers()

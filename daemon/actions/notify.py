@@ -7,12 +7,15 @@ reported back as outcomes (`drain()`), never raised.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import queue
 import smtplib
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -192,7 +195,8 @@ class Notifier:
 
     def _send(self, channel: Channel, notice: Notice) -> str:
         if isinstance(channel, Webhook):
-            return post_json(channel.url, notice.payload(), self.timeout_s)
+            secret = channel.secret.get_secret_value() if channel.secret else None
+            return post_json(channel.url, notice.payload(), self.timeout_s, secret)
         if isinstance(channel, Slack):
             from faultwarden.daemon.actions.slack import message  # it builds on Notice
 
@@ -209,13 +213,22 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, smtplib.SMTPServerDisconnected))
 
 
-def post_json(url: str, payload: dict, timeout_s: float) -> str:
+def post_json(url: str, payload: dict, timeout_s: float, secret: str | None = None) -> str:
     body = json.dumps(_finite(payload), default=str, allow_nan=False).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "faultwarden"})
+    headers = {"Content-Type": "application/json", "User-Agent": "faultwarden"}
+    if secret:
+        headers.update(signature_headers(secret, body))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return f"HTTP {response.status}"
+
+
+def signature_headers(secret: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    """HMAC-SHA256 over `<unix seconds>.<body>`: the receiver knows the post is ours and, by the
+    timestamp it covers, that it is not an old one sent again (the Stripe scheme)."""
+    stamp = str(int(time.time() if now is None else now))
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Faultwarden-Timestamp": stamp, "X-Faultwarden-Signature": f"sha256={digest}"}
 
 
 def _finite(value: Any) -> Any:

@@ -161,3 +161,24 @@ def test_slack_gets_block_kit_within_slacks_limits(webhook):
     assert evidence["text"]["text"].startswith("*Evidence*\n```{'loss': nan, 'step': 0}")
     assert evidence["text"]["text"].endswith("…```")  # the code block stays closed
     assert links["elements"][0]["text"] == "<https://kibana.example/app/discover#/?_a=(query:'x')|Discover>"
+
+
+def test_a_webhook_with_a_secret_signs_what_it_posts(webhook):
+    import hashlib
+    import hmac
+    import time
+
+    notifier = Notifier(Notify.model_validate({"webhooks": [{"url": webhook.url, "secret": "s3cret"},
+                                                            {"url": webhook.url}]}))
+    assert notifier.send(Notice.of(incident(), "opened")) == 2
+    assert notifier.wait(30)
+    signed, plain = sorted(webhook.wait(2), key=lambda p: "X-Faultwarden-Signature" not in p["headers"])
+    stamp = signed["headers"]["X-Faultwarden-Timestamp"]
+    assert abs(int(stamp) - time.time()) < 60
+    # What a receiver does: HMAC-SHA256 over "<timestamp>.<raw body>", compared in constant time.
+    expected = hmac.new(b"s3cret", stamp.encode() + b"." + signed["body"], hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(signed["headers"]["X-Faultwarden-Signature"], f"sha256={expected}")
+    wrong = hmac.new(b"other", stamp.encode() + b"." + signed["body"], hashlib.sha256).hexdigest()
+    assert signed["headers"]["X-Faultwarden-Signature"] != f"sha256={wrong}"
+    assert "X-Faultwarden-Signature" not in plain["headers"] and "X-Faultwarden-Timestamp" not in plain["headers"]
+    assert signed["json"] == plain["json"]
