@@ -1,5 +1,5 @@
 """Findings become incidents: one per (rule, group) while open, deduplicated, realerted after a
-quiet period, silenced or acknowledged by a person. The book survives a restart (a JSON file in
+quiet period, inhibited by the fault that caused them, silenced or acknowledged by a person. The book survives a restart (a JSON file in
 the state dir, replaced atomically), so a daemon that comes back sends no second opening message.
 """
 from __future__ import annotations
@@ -14,9 +14,28 @@ from typing import Any, Iterable, Literal
 
 from faultwarden.detectors.finding import Finding, severity_rank
 
-Status = Literal["open", "acting", "resolved", "failed", "silenced"]
+Status = Literal["open", "acting", "resolved", "failed", "silenced", "inhibited"]
 MAX_EVIDENCE = 20
 DEFAULT_REALERT_S = 3600.0
+
+# Faults that bring others about in the same job: while an incident of the key is active, a new
+# incident of a fault it lists, in the same run, is recorded as `inhibited` (no message, no
+# action), as Alertmanager's inhibit rules do. An OOM'd or NCCL-stalled job also stops logging
+# (a hang), slows down, loses a rank; a NaN loss makes the loss jump. `anomaly` is a symptom of
+# everything. The cause must have been seen within INHIBIT_WINDOW_S before.
+_STALLS = frozenset({"hang", "throughput_drop", "latency_slo", "anomaly"})
+INHIBITS: dict[str, frozenset[str]] = {
+    "cuda_oom": _STALLS | {"distributed_worker_failure", "nccl_timeout", "error_rate"},
+    "host_oom_killed": _STALLS | {"distributed_worker_failure", "nccl_timeout", "error_rate"},
+    "gpu_hardware": _STALLS | {"cuda_kernel_error", "distributed_worker_failure", "nccl_timeout", "error_rate"},
+    "cuda_kernel_error": _STALLS | {"distributed_worker_failure", "nccl_timeout"},
+    "nccl_timeout": _STALLS | {"distributed_worker_failure"},
+    "distributed_worker_failure": _STALLS | {"nccl_timeout"},
+    "disk_full": _STALLS | {"checkpoint_corrupt", "error_rate"},
+    "nan_inf": frozenset({"loss_spike", "anomaly"}),
+}
+INHIBIT_WINDOW_S = 600.0
+_SAME_RUN = ("labels.run_id", "host.name")  # group fields that must agree when both have them
 
 
 def group_key(group: dict[str, Any]) -> str:
@@ -50,6 +69,7 @@ class Incident:
     requested: list[str] = field(default_factory=list)
     acknowledged: bool = False
     last_alert: float = 0.0
+    inhibited_by: str | None = None  # the incident whose fault brought this one about
 
     @classmethod
     def open(cls, f: Finding) -> "Incident":
@@ -68,7 +88,7 @@ class Incident:
 
     @property
     def active(self) -> bool:
-        return self.status in ("open", "acting", "silenced")
+        return self.status in ("open", "acting", "silenced", "inhibited")
 
     def to_json(self) -> dict[str, Any]:
         """The `diagnose --format json` shape (design brief)."""
@@ -116,10 +136,20 @@ class IncidentBook:
         current = self._active(f.rule, group_key(dict(f.group)))
         if current is None:
             inc = Incident.open(f)
+            cause = self._cause_of(inc)
             if self._silenced(inc):
                 inc.status = "silenced"
+            elif cause is not None:
+                inc.status, inc.inhibited_by = "inhibited", cause.id
             self.incidents[inc.id] = inc
-            return Update(inc, opened=True, alert=inc.status != "silenced")
+            return Update(inc, opened=True, alert=inc.status == "open")
+        if current.status == "inhibited" and self._cause_of(current, f.time) is None:
+            # Its cause is over (resolved, or quiet for INHIBIT_WINDOW_S) and this goes on:
+            # a problem of its own now, told as an opening.
+            current.status, current.inhibited_by = "open", None
+            current.count += 1
+            current.last_seen = current.last_alert = max(current.last_seen, f.time)
+            return Update(current, opened=True, alert=True)
         current.count += 1
         current.last_seen = max(current.last_seen, f.time)
         if severity_rank(f.severity) > severity_rank(current.severity):
@@ -127,7 +157,7 @@ class IncidentBook:
         if len(current.evidence) < MAX_EVIDENCE:
             current.evidence.extend(f.evidence[: MAX_EVIDENCE - len(current.evidence)])
         realert = f.realert_s if f.realert_s is not None else DEFAULT_REALERT_S
-        alert = (not current.acknowledged and current.status != "silenced"
+        alert = (not current.acknowledged and current.status not in ("silenced", "inhibited")
                  and f.time - current.last_alert >= realert)
         if alert:
             current.last_alert = f.time
@@ -137,6 +167,18 @@ class IncidentBook:
         for inc in self.incidents.values():
             if inc.active and inc.key == (rule, key):
                 return inc
+        return None
+
+    def _cause_of(self, inc: Incident, at: float | None = None) -> Incident | None:
+        """An active incident in the same run whose fault brings `inc`'s about, seen within
+        INHIBIT_WINDOW_S before `at` (default: `inc`'s first finding)."""
+        at = inc.first_seen if at is None else at
+        for other in self.incidents.values():
+            if (other.id != inc.id and other.status in ("open", "acting", "silenced")
+                    and inc.fault in INHIBITS.get(other.fault, ())
+                    and other.first_seen <= at <= other.last_seen + INHIBIT_WINDOW_S
+                    and _same_run(other, inc)):
+                return other
         return None
 
     def _silenced(self, inc: Incident) -> bool:
@@ -214,6 +256,14 @@ class IncidentBook:
         data = json.loads(self.path.read_text())
         self.incidents = {d["id"]: Incident(**d) for d in data.get("incidents", [])}
         self.silences = [Silence(**s) for s in data.get("silences", [])]
+
+
+def _same_run(a: Incident, b: Incident) -> bool:
+    """Both name the run (or host) and agree on it; naming neither, they came from one file."""
+    shared = [k for k in _SAME_RUN if k in a.group and k in b.group]
+    if shared:
+        return all(a.group[k] == b.group[k] for k in shared)
+    return a.source.get("path") is not None and a.source.get("path") == b.source.get("path")
 
 
 def order(incidents: Iterable[Incident]) -> list[Incident]:

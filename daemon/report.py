@@ -50,7 +50,9 @@ def verdict(d: Diagnosis) -> str:
     counts = {s: sum(1 for i in d.incidents if i.severity == s) for s in reversed(SEVERITIES)}
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     plural = "s" if len(d.incidents) != 1 else ""
-    return f"{len(d.incidents)} incident{plural} found: {parts}."
+    inhibited = sum(1 for i in d.incidents if i.status == "inhibited")
+    caused = f" ({inhibited} brought about by another, inhibited)" if inhibited else ""
+    return f"{len(d.incidents)} incident{plural} found: {parts}{caused}."
 
 
 def evidence_lines(entry: str) -> list[str]:
@@ -61,6 +63,8 @@ def evidence_lines(entry: str) -> list[str]:
 
 
 def actions_of(inc: Incident) -> str:
+    if inc.status == "inhibited":
+        return f"none: inhibited by incident {inc.inhibited_by}, whose fault came first in this run"
     done = [f"{a.get('action')}: {a.get('outcome')}" for a in inc.actions]
     if done:
         return "; ".join(done)

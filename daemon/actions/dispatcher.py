@@ -83,7 +83,7 @@ class Dispatcher:
         """Act on what a finding did to the book (the pipeline's on_incident)."""
         inc = update.incident
         self.dirty = True
-        if not (update.opened or update.alert) or inc.status == "silenced":
+        if not (update.opened or update.alert) or inc.status in ("silenced", "inhibited"):
             return
         self._tell("incident", id=inc.id, fault=inc.fault, rule=inc.rule, severity=inc.severity,
                    message=inc.message, step=step, line=inc.source.get("line"), opened=update.opened)

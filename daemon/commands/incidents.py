@@ -69,6 +69,8 @@ def show(config_path, use_es, as_json, incident_id) -> None:
              f"group:      {json.dumps(inc.get('group', {}), sort_keys=True)}",
              f"source:     {inc.get('source', {}).get('path')}:{inc.get('source', {}).get('line')}",
              f"message:    {inc['message']}"]
+    if inc.get("inhibited_by"):
+        lines.append(f"inhibited:  by incident {inc['inhibited_by']}, whose fault came first in this run")
     if inc.get("advice"):
         lines.append(f"advice:     {inc['advice']}")
     if inc.get("evidence"):

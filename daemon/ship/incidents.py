@@ -182,7 +182,7 @@ class IncidentIndex:
     def list(self, include_closed: bool = False, size: int = 100) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"match_all": {}}
         if not include_closed:
-            query = {"terms": {"status": ["open", "acting", "silenced"]}}
+            query = {"terms": {"status": ["open", "acting", "silenced", "inhibited"]}}
         hits = self.client.search(index=self.index, query=query, size=size,
                                   sort=[{"first_seen": "desc"}, {"id": "asc"}])["hits"]["hits"]
         return [h["_source"] for h in hits]

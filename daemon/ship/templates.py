@@ -93,6 +93,7 @@ INCIDENT_FIELDS: dict[str, dict[str, Any]] = {
     "actions": {"type": "flattened"},
     "acknowledged": {"type": "boolean"},
     "acknowledged_at": {"type": "date"},
+    "inhibited_by": {"type": "keyword"},
 }
 
 _STRINGS_AS_KEYWORD = {"strings_as_keyword": {"match_mapping_type": "string", "mapping": KEYWORD}}

@@ -17,6 +17,8 @@ def test_demo_ships_its_run_and_incident(tmp_path, es, es_url):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "restored checkpoint step 20" in done.stdout and "job completed" in done.stdout
     book = json.loads((tmp_path / "state/incidents.json").read_text())
+    assert [i["fault"] for i in book["incidents"]] == ["nan_inf"], \
+        json.dumps(book["incidents"], indent=1, default=str)[:4000] + "\n" + done.stdout
     (incident,) = book["incidents"]
     run_id = incident["group"]["labels.run_id"]
     es.indices.refresh(index="faultwarden-*")

@@ -168,3 +168,23 @@ def test_exit_codes_through_the_real_command(tmp_path):
     missing = faultwarden("diagnose", str(tmp_path / "nope.log"))
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"faultwarden: {tmp_path / 'nope.log'}: no such file or folder"
+
+
+def test_a_loss_spike_after_a_nan_is_reported_as_its_consequence(tmp_path):
+    """The NaN comes first; the loss that jumps two steps later is the same trouble: recorded,
+    shown, but inhibited (no message or action of its own). Another run's spike is not."""
+    lines = []
+    for run, nan_at in (("r9", 101), ("r10", None)):
+        for step in range(1, 121):
+            loss = float("nan") if step == nan_at else 90.0 if step == 103 else 2.0 - step * 0.001
+            lines.append(json.dumps({"@timestamp": 1_767_571_200 + step, "message": "train step",
+                                     "labels": {"run_id": run}, "ml": {"step": step, "loss": loss}}))
+    log = write(tmp_path / "train.log", "\n".join(lines) + "\n")
+    out = json.loads(faultwarden("diagnose", "--format", "json", str(log)).stdout)
+    by = {(i["group"]["labels.run_id"], i["fault"]): i for i in out["incidents"]}
+    assert set(by) == {("r9", "nan_inf"), ("r9", "loss_spike"), ("r10", "loss_spike")}
+    assert by["r9", "loss_spike"]["status"] == "inhibited"
+    assert by["r9", "nan_inf"]["status"] == by["r10", "loss_spike"]["status"] == "open"
+    text = faultwarden("diagnose", str(log)).stdout
+    assert "3 incidents found: 1 critical, 2 warning (1 brought about by another, inhibited)." in text
+    assert f"none: inhibited by incident {by['r9', 'nan_inf']['id']}, whose fault came first" in text
