@@ -34,6 +34,24 @@ class Journald(Strict):
     journalctl: str = "journalctl"
 
 
+class Redact(Strict):
+    secrets: bool = Field(True, description=(
+        "Replace tokens of known shapes: Hugging Face, GitHub, OpenAI, Slack, AWS access key ids, "
+        "bearer tokens, passwords in URLs."))
+    patterns: list[str] = Field([], description="Your own regexes; every match is replaced.")
+    replacement: str = "[redacted]"
+
+    @field_validator("patterns")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regex ({exc}): {pattern!r}") from None
+        return v
+
+
 class Source(Strict):
     paths: list[str] = Field([], description="Files or globs; `**` recurses.")
     journald: Journald | None = Field(None, description="Read the systemd journal instead of files.")
@@ -49,6 +67,9 @@ class Source(Strict):
     labels: dict[str, str] = {}
     multiline_start: str | None = Field(
         None, description="Regex that starts a new record; other lines join the one before.")
+    redact: Redact | None = Field(None, description=(
+        "Replace secrets in this source's events as they are parsed, before detection, "
+        "notifications and shipping see them."))
 
     @field_validator("paths", mode="before")
     @classmethod

@@ -76,6 +76,13 @@ def test_every_key_has_a_default_so_one_source_glob_works(tmp_path):
        index_prefix: ML Jobs
      """, "faultwarden.yaml:2: elasticsearch.index_prefix: expected lowercase letters, digits and "
           ". _ + - (a letter or digit first, at most 200), got 'ML Jobs'"),
+    ("""
+     sources:
+       - paths: [a.log]
+         redact:
+           patterns: ['tok_(']
+     """, "faultwarden.yaml:4: sources.0.redact.patterns: not a valid regex (missing ), unterminated "
+          "subpattern at position 4): 'tok_('"),
     ("- just\n- a list\n", "faultwarden.yaml:1: expected a mapping of sections"),
     ("""
      actions:
@@ -83,7 +90,7 @@ def test_every_key_has_a_default_so_one_source_glob_works(tmp_path):
          checkpoint_dirs: /data/ckpt
      """, "faultwarden.yaml:3: actions.restore.checkpoint_dirs: Input should be a valid list"),
 ], ids=["hosts not a list", "typo", "negative", "missing", "bad yaml", "host without scheme", "enum typo",
-        "bad level", "smtp without recipients", "zero interval", "index prefix with a space",
+        "bad level", "smtp without recipients", "zero interval", "index prefix with a space", "bad redact regex",
         "not a mapping", "string for list"])
 def test_broken_config_exits_2_naming_file_line_and_key(tmp_path, text, expected):
     path = write(tmp_path, text)

@@ -77,9 +77,14 @@ def _preflight(client) -> None:
 def _ship(config, client, hosts, paths, timeout_s, ensure_setup) -> None:
     from faultwarden.daemon.ship import ElasticsearchSink, ship_files
 
+    from faultwarden.daemon.diagnose import source_for
+    from faultwarden.daemon.parse import read_file
+
     sink = ElasticsearchSink(config.elasticsearch, state_dir=config.state_dir, client=client,
                              ensure_setup=ensure_setup)
-    report = ship_files(sink, paths)
+    # Each file parsed as its configured source says (format, run id, labels, redaction), as
+    # `diagnose` and the daemon parse it.
+    report = ship_files(sink, paths, read=lambda path: read_file(path, source_for(path, config)))
     delivered = sink.close(timeout=timeout_s)
     s = sink.stats
     for entry in report.files:

@@ -11,6 +11,7 @@ import orjson
 from faultwarden.daemon.parse import fields as fieldmap
 from faultwarden.daemon.parse import progress
 from faultwarden.daemon.parse import text, traceback
+from faultwarden.daemon.parse.redact import Redactor
 
 Event = dict[str, Any]
 
@@ -106,6 +107,7 @@ class Parser:
         self._fixed = fixed
         self._default_host = None if host else socket.gethostname()
         self._open: dict[str, _Record] = {}
+        self._redact = Redactor.for_source(getattr(source, "redact", None))
 
     # --- lines in --------------------------------------------------------------------------
 
@@ -216,6 +218,8 @@ class Parser:
             event.update(self._fixed)
         if tags:
             event["tags"] = [*event.get("tags", ()), *tags]
+        if self._redact is not None:
+            self._redact(event)
         return event
 
     def _line(self, line: str, now: float) -> Event:

@@ -145,3 +145,26 @@ def test_incidents_from_elasticsearch(es, es_url, prefix, tmp_path):
     acked = runner.invoke(cli, ["incidents", "ack", "--es", "--config", str(config), inc.id[:10]])
     assert acked.exit_code == 0, acked.output
     assert es.get(index=f"{prefix}-incidents", id=inc.id)["_source"]["acknowledged"] is True
+
+
+@pytest.mark.es
+def test_ship_parses_each_file_as_its_source_says_and_redacts(es, es_url, prefix, tmp_path):
+    """`ship` applies the configured source of each file (here its run id and redaction), as the
+    daemon and `diagnose` do: the token never reaches Elasticsearch."""
+    token = "hf_" + "Qw7" * 12
+    log = tmp_path / "logs" / "push.log"
+    log.parent.mkdir()
+    log.write_text(json.dumps({"message": f"uploading with token {token}", "step": 1}) + "\n"
+                   + f"2024-05-01 12:00:00,000 - hub - ERROR - 401 for https://bob:hunter2@hub.example.org\n")
+    config = write_config(tmp_path, es_url, prefix)
+    data = yaml.safe_load(config.read_text())
+    data["sources"] = [{"paths": [str(tmp_path / "logs" / "*.log")], "run_id": "run-7", "redact": {}}]
+    config.write_text(yaml.safe_dump(data))
+    done = run("ship", "--config", str(config), "--setup", str(log))
+    assert done.returncode == 0, done.stderr
+    es.indices.refresh(index=f"{prefix}-events-*")
+    docs = [h["_source"] for h in es.search(index=f"{prefix}-events-*", sort=[{"log.offset": "asc"}])["hits"]["hits"]]
+    assert [d["message"] for d in docs] == ["uploading with token [redacted]",
+                                            "401 for https://[redacted]@hub.example.org"]
+    assert {d["labels.run_id"] for d in docs} == {"run-7"}
+    assert "hunter2" not in json.dumps(docs) and token not in json.dumps(docs)
