@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from faultwarden.detectors import yamlfile
+from faultwarden.detectors.finding import FAULTS
 from faultwarden.detectors.yamlfile import FileError
 
 SEARCH_PATH = ("faultwarden.yaml", "/etc/faultwarden/faultwarden.yaml")
@@ -208,6 +209,21 @@ class Notify(Strict):
     smtp: Smtp | None = None
 
 
+Fault = Literal[FAULTS]
+
+
+class InhibitRule(Strict):
+    cause: Fault
+    inhibits: list[Fault] = Field(min_length=1)
+
+
+class Incidents(Strict):
+    inhibit: list[InhibitRule] | None = Field(None, description=(
+        "Which faults inhibit which in the same run; unset: the built-in table (docs/actions.md); []: none."))
+    inhibit_window_s: float = Field(600.0, ge=0, description=(
+        "How long after its last finding a cause still inhibits."))
+
+
 class Metrics(Strict):
     port: int | None = Field(None, description="Prometheus metrics on 127.0.0.1:PORT when set.")
 
@@ -231,6 +247,7 @@ class Config(Strict):
     detectors: Detectors = Detectors()
     actions: Actions = Actions()
     notify: Notify = Notify()
+    incidents: Incidents = Incidents()
     state_dir: str = Field(default_factory=default_state_dir)
     metrics: Metrics = Metrics()
     logging: Logging = Logging()

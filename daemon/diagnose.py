@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any, Callable, Iterable, Iterator
 
-from faultwarden.daemon.incidents import Incident, IncidentBook
+from faultwarden.daemon.incidents import Incident, IncidentBook, Inhibition
 from faultwarden.daemon.pipeline import ModelError, Pipeline, detectors_for
 from faultwarden.daemon.plot import Series
 from faultwarden.detectors.finding import Detector, Event
@@ -102,10 +102,11 @@ def events_of(files: list[str], config=None) -> Iterator[Event]:
     yield from heapq.merge(*streams, key=lambda e: e["@timestamp"])
 
 
-def detect(events: Iterable[Event], detectors: list[Detector], observe: Callable[[Event], None] | None = None) -> Pipeline:
+def detect(events: Iterable[Event], detectors: list[Detector], observe: Callable[[Event], None] | None = None,
+           inhibition: Inhibition | None = None) -> Pipeline:
     """Run events through the pipeline into an in-memory incident book; the end of the input
     closes what detectors hold open (anomaly windows), but passes no time."""
-    pipeline = Pipeline(detectors, IncidentBook())
+    pipeline = Pipeline(detectors, IncidentBook(inhibition=inhibition))
     for event in events:
         pipeline.feed(event)
         if observe is not None:
@@ -270,7 +271,8 @@ def diagnose(paths: list[str], ruleset, config=None, on_event: Callable[[Event],
         detectors = detectors_for(ruleset, config.detectors.anomaly.model if config is not None else None)
     except ModelError as exc:
         raise InputError(str(exc)) from None
-    pipeline = detect(events_of(files, config), detectors, observe)
+    pipeline = detect(events_of(files, config), detectors, observe,
+                      Inhibition.of(config.incidents if config is not None else None))
     incidents = sorted(pipeline.book.incidents.values(), key=_timeline_order)
     for inc in incidents:
         name = runs.run_of(inc)

@@ -38,6 +38,26 @@ INHIBIT_WINDOW_S = 600.0
 _SAME_RUN = ("labels.run_id", "host.name")  # group fields that must agree when both have them
 
 
+@dataclass(frozen=True)
+class Inhibition:
+    """Which faults inhibit which, and how long after its last finding a cause still does."""
+
+    causes: dict[str, frozenset[str]] = field(default_factory=lambda: dict(INHIBITS))
+    window_s: float = INHIBIT_WINDOW_S
+
+    @classmethod
+    def of(cls, settings: Any) -> "Inhibition":
+        """From the config's `incidents` section: its own table, or the built-in one."""
+        if settings is None:
+            return cls()
+        if settings.inhibit is None:
+            return cls(window_s=settings.inhibit_window_s)
+        causes: dict[str, frozenset[str]] = {}
+        for rule in settings.inhibit:
+            causes[rule.cause] = causes.get(rule.cause, frozenset()) | frozenset(rule.inhibits)
+        return cls(causes, settings.inhibit_window_s)
+
+
 def group_key(group: dict[str, Any]) -> str:
     return json.dumps(group, sort_keys=True, default=str)
 
@@ -122,9 +142,10 @@ class Silence:
 
 
 class IncidentBook:
-    def __init__(self, path: str | Path | None = None, clock=time.time):
+    def __init__(self, path: str | Path | None = None, clock=time.time, inhibition: Inhibition | None = None):
         self.path = Path(path) if path else None
         self.clock = clock
+        self.inhibition = inhibition or Inhibition()
         self.incidents: dict[str, Incident] = {}
         self.silences: list[Silence] = []
         self._seen_mtime: int | None = None  # the file as this book last read or wrote it
@@ -170,13 +191,14 @@ class IncidentBook:
         return None
 
     def _cause_of(self, inc: Incident, at: float | None = None) -> Incident | None:
-        """An active incident in the same run whose fault brings `inc`'s about, seen within
-        INHIBIT_WINDOW_S before `at` (default: `inc`'s first finding)."""
+        """An active incident in the same run whose fault brings `inc`'s about, seen within the
+        inhibition window before `at` (default: `inc`'s first finding)."""
         at = inc.first_seen if at is None else at
+        causes, window = self.inhibition.causes, self.inhibition.window_s
         for other in self.incidents.values():
             if (other.id != inc.id and other.status in ("open", "acting", "silenced")
-                    and inc.fault in INHIBITS.get(other.fault, ())
-                    and other.first_seen <= at <= other.last_seen + INHIBIT_WINDOW_S
+                    and inc.fault in causes.get(other.fault, ())
+                    and other.first_seen <= at <= other.last_seen + window
                     and _same_run(other, inc)):
                 return other
         return None
@@ -221,7 +243,7 @@ class IncidentBook:
         mtime = self.path.stat().st_mtime_ns
         if mtime == self._seen_mtime:
             return False
-        theirs = IncidentBook(self.path, self.clock)
+        theirs = IncidentBook(self.path, self.clock, self.inhibition)
         for inc in theirs.incidents.values():
             ours = self.incidents.get(inc.id)
             if ours is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from faultwarden.daemon import logs
 from faultwarden.daemon.config import Config
-from faultwarden.daemon.incidents import IncidentBook, Update
+from faultwarden.daemon.incidents import IncidentBook, Inhibition, Update
 from faultwarden.daemon.pipeline import ModelError, Pipeline, detectors_for
 
 TICK_S = 1.0
@@ -112,7 +112,8 @@ class Service:
         from faultwarden.detectors.rules import RuleSet, RuleWatcher
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.book = IncidentBook(self.state_dir / "incidents.json")
+        self.book = IncidentBook(self.state_dir / "incidents.json",
+                                 inhibition=Inhibition.of(self.config.incidents))
         detect = self.config.detectors
         self.detectors = detectors_for(RuleSet.load(detect.rules, include_default=detect.default_rules),
                                        detect.anomaly.model)

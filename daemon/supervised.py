@@ -29,7 +29,7 @@ from faultwarden.daemon.actions.restart import RestartBudget
 from faultwarden.daemon.actions.statelock import StateDirBusy, StateDirLock
 from faultwarden.daemon.actions.supervisor import Line, Supervisor, exit_note
 from faultwarden.daemon.config import Config, Source
-from faultwarden.daemon.incidents import Incident, IncidentBook, Update
+from faultwarden.daemon.incidents import Incident, IncidentBook, Inhibition, Update
 from faultwarden.daemon.pipeline import ModelError, Pipeline, detectors_for
 
 TICK_S = 1.0
@@ -155,7 +155,7 @@ class SupervisedRun:
         # One parser per file: each holds its own half-read multi-line record.
         self.parsers = {str(p): parser(p) if callable(parser) else _default_parser(config, self.run_id, p, cmd)
                         for p in (self.log_path, self.events_path)}
-        self.book = IncidentBook(state / "incidents.json")
+        self.book = IncidentBook(state / "incidents.json", inhibition=Inhibition.of(config.incidents))
         self.store = CheckpointStore.of(config.actions.restore.checkpoint_dirs)
         self.budget = RestartBudget(config.actions.restart)
         self.dispatcher = Dispatcher(

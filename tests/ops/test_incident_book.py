@@ -98,3 +98,21 @@ def test_the_inhibition_survives_a_restart(tmp_path):
     hang = next(i for i in again.incidents.values() if i.fault == "hang")
     assert hang.status == "inhibited" and hang.inhibited_by == oom.id
     assert not again.record(fault("hang", 20)).alert
+
+
+def test_the_inhibition_table_and_window_are_the_configs():
+    from faultwarden.daemon.config import Incidents
+    from faultwarden.daemon.incidents import Inhibition
+
+    mine = Inhibition.of(Incidents.model_validate(
+        {"inhibit": [{"cause": "data_error", "inhibits": ["hang"]}], "inhibit_window_s": 30}))
+    book = IncidentBook(inhibition=mine)
+    book.record(fault("data_error", 0))
+    assert book.record(fault("hang", 20)).incident.status == "inhibited"
+    assert book.record(fault("throughput_drop", 20)).alert  # not in this table
+    book = IncidentBook(inhibition=mine)
+    book.record(fault("data_error", 0))
+    assert book.record(fault("hang", 31)).alert  # past this window
+    book = IncidentBook(inhibition=Inhibition.of(Incidents.model_validate({"inhibit": []})))
+    book.record(fault("cuda_oom", 0))
+    assert book.record(fault("hang", 10)).alert  # inhibition off

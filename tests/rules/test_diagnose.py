@@ -188,3 +188,6 @@ def test_a_loss_spike_after_a_nan_is_reported_as_its_consequence(tmp_path):
     text = faultwarden("diagnose", str(log)).stdout
     assert "3 incidents found: 1 critical, 2 warning (1 brought about by another, inhibited)." in text
     assert f"none: inhibited by incident {by['r9', 'nan_inf']['id']}, whose fault came first" in text
+    off = write(tmp_path / "fw.yaml", "incidents:\n  inhibit: []\n")  # the config turns it off
+    out = json.loads(faultwarden("diagnose", "--config", str(off), "--format", "json", str(log)).stdout)
+    assert {i["status"] for i in out["incidents"]} == {"open"}
