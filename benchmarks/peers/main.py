@@ -64,6 +64,7 @@ def main() -> int:
     began = time.monotonic()
     started_at = datetime.now(timezone.utc)
     info = {"machine_start": machine_info(), "size": size, "quick": args.quick, "only": only,
+            "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
             "versions": {"faultwarden": _version([str(FAULTWARDEN), "version"]),
                          "rsyslog": " ".join(_version(["rsyslogd", "-v"]).split()[:2]), "hyperfine": _version(["hyperfine", "--version"])}}
     log(f"benchmarks: {'quick' if args.quick else 'full'} run in {args.work}: {', '.join(only)}")
@@ -166,7 +167,8 @@ def render(info: dict, results: dict) -> str:
         "within a round move less than absolute numbers.",
         f"- Elasticsearch {info['es_version']} (the integ-test-zip distribution from Maven Central), one node on "
         "127.0.0.1, 1 GB heap, full JIT.",
-        f"- {info['versions']['faultwarden']}; {info['versions']['rsyslog']} (Debian); ElastAlert2 "
+        f"- {info['versions']['faultwarden']} (commit {info.get('commit', 'unknown')}); "
+        f"{info['versions']['rsyslog']} (Debian); ElastAlert2 "
         f"{results.get('detection', {}).get('elastalert_version', 'n/a')} (PyPI, own venv); Python "
         f"{m0['python']}; {info['versions']['hyperfine']}.",
     ]
