@@ -57,10 +57,23 @@ def _serializers() -> dict[str, Any]:
     serializers: dict[str, Any] = {"application/x-ndjson": NdjsonBytes()}
     try:
         from elasticsearch.serializer import OrjsonSerializer
-        serializers["application/json"] = OrjsonSerializer()
     except ImportError:  # pragma: no cover - older client
-        pass
+        return serializers
+
+    class Json(OrjsonSerializer):
+        def loads(self, data: bytes) -> Any:
+            # The sink's bulk answer (filtered to errors and statuses, sink._ANSWER_FIELDS) with
+            # no error in it: only `errors` is read. Not building a thousand small dicts per
+            # request is ~6 % of the shipper's CPU. Any other answer is parsed whole.
+            if data.startswith(_ALL_CREATED):
+                return {"errors": False}
+            return super().loads(data)
+
+    serializers["application/json"] = Json()
     return serializers
+
+
+_ALL_CREATED = b'{"errors":false,"items":[{"create":{"status":'
 
 
 def hosts_of(client: Any) -> str:

@@ -53,13 +53,16 @@ def iso_utc(value: Any) -> str:
     """Epoch seconds (or a datetime, or an ISO-8601 string) → `2024-05-01T12:00:00.123Z`.
 
     Raises ValueError for a string that is not ISO-8601."""
-    if isinstance(value, str):
-        if len(value) == 24 and value[-1] == "Z" and value[10] == "T":
-            return value  # already the shape we write
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime):
-        value = value.timestamp() if value.tzinfo else value.replace(tzinfo=timezone.utc).timestamp()
-    millis = int(round(float(value) * 1000))
+    if type(value) is float:  # the parser's epoch seconds: the common case, first
+        millis = math.floor(value * 1000.0 + 0.5)
+    else:
+        if isinstance(value, str):
+            if len(value) == 24 and value[-1] == "Z" and value[10] == "T":
+                return value  # already the shape we write
+            value = datetime.fromisoformat(value)
+        if isinstance(value, datetime):
+            value = value.timestamp() if value.tzinfo else value.replace(tzinfo=timezone.utc).timestamp()
+        millis = math.floor(float(value) * 1000.0 + 0.5)
     seconds, ms = divmod(millis, 1000)
     head = _SECONDS.get(seconds)
     if head is None:
@@ -69,10 +72,11 @@ def iso_utc(value: Any) -> str:
         t = time.gmtime(seconds)
         head = _SECONDS[seconds] = "%04d-%02d-%02dT%02d:%02d:%02d." % (
             t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
-    return f"{head}{ms:03d}Z"
+    return head + _MILLIS[ms]
 
 
 _SECONDS: dict[int, str] = {}
+_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 
 
 def _is_iso(value: Any) -> bool:
