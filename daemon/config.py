@@ -46,10 +46,7 @@ class Redact(Strict):
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         for pattern in v:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"not a valid regex ({exc}): {pattern!r}") from None
+            _regex(pattern)
         return v
 
 
@@ -85,13 +82,16 @@ class Source(Strict):
 
     @field_validator("multiline_start", "pattern")
     @classmethod
-    def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a valid regex ({exc}): {v!r}") from None
-        return v
+    def _regex_field(cls, v: str | None) -> str | None:
+        return v if v is None else _regex(v)
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regex ({exc}): {pattern!r}") from None
+    return pattern
 
 
 def _url(url: str) -> str:

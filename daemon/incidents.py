@@ -1,6 +1,7 @@
 """Findings become incidents: one per (rule, group) while open, deduplicated, realerted after a
-quiet period, inhibited by the fault that caused them, silenced or acknowledged by a person. The book survives a restart (a JSON file in
-the state dir, replaced atomically), so a daemon that comes back sends no second opening message.
+quiet period, inhibited by the fault that caused them, silenced or acknowledged by a person.
+The book survives a restart (a JSON file in the state dir, replaced atomically), so a daemon that
+comes back sends no second opening message.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any, Iterable, Literal
 from faultwarden.detectors.finding import Finding, severity_rank
 
 Status = Literal["open", "acting", "resolved", "failed", "silenced", "inhibited"]
+ACTIVE: tuple[Status, ...] = ("open", "acting", "silenced", "inhibited")  # still going on
+QUIET: tuple[Status, ...] = ("silenced", "inhibited")  # going on, but nobody is told
 MAX_EVIDENCE = 20
 DEFAULT_REALERT_S = 3600.0
 
@@ -108,7 +111,7 @@ class Incident:
 
     @property
     def active(self) -> bool:
-        return self.status in ("open", "acting", "silenced", "inhibited")
+        return self.status in ACTIVE
 
     def to_json(self) -> dict[str, Any]:
         """The `diagnose --format json` shape (design brief)."""
@@ -157,20 +160,17 @@ class IncidentBook:
         current = self._active(f.rule, group_key(dict(f.group)))
         if current is None:
             inc = Incident.open(f)
-            cause = self._cause_of(inc)
             if self._silenced(inc):
                 inc.status = "silenced"
-            elif cause is not None:
+            elif (cause := self._cause_of(inc)) is not None:
                 inc.status, inc.inhibited_by = "inhibited", cause.id
             self.incidents[inc.id] = inc
             return Update(inc, opened=True, alert=inc.status == "open")
-        if current.status == "inhibited" and self._cause_of(current, f.time) is None:
-            # Its cause is over (resolved, or quiet for INHIBIT_WINDOW_S) and this goes on:
-            # a problem of its own now, told as an opening.
+        # Inhibited, but its cause is over (resolved, or quiet for the window) and this goes on:
+        # a problem of its own now, told as an opening.
+        reopened = current.status == "inhibited" and self._cause_of(current, f.time) is None
+        if reopened:
             current.status, current.inhibited_by = "open", None
-            current.count += 1
-            current.last_seen = current.last_alert = max(current.last_seen, f.time)
-            return Update(current, opened=True, alert=True)
         current.count += 1
         current.last_seen = max(current.last_seen, f.time)
         if severity_rank(f.severity) > severity_rank(current.severity):
@@ -178,11 +178,11 @@ class IncidentBook:
         if len(current.evidence) < MAX_EVIDENCE:
             current.evidence.extend(f.evidence[: MAX_EVIDENCE - len(current.evidence)])
         realert = f.realert_s if f.realert_s is not None else DEFAULT_REALERT_S
-        alert = (not current.acknowledged and current.status not in ("silenced", "inhibited")
-                 and f.time - current.last_alert >= realert)
+        alert = reopened or (not current.acknowledged and current.status not in QUIET
+                             and f.time - current.last_alert >= realert)
         if alert:
             current.last_alert = f.time
-        return Update(current, opened=False, alert=alert)
+        return Update(current, opened=reopened, alert=alert)
 
     def _active(self, rule: str, key: str) -> Incident | None:
         for inc in self.incidents.values():
@@ -196,7 +196,7 @@ class IncidentBook:
         at = inc.first_seen if at is None else at
         causes, window = self.inhibition.causes, self.inhibition.window_s
         for other in self.incidents.values():
-            if (other.id != inc.id and other.status in ("open", "acting", "silenced")
+            if (other.id != inc.id and other.status in ACTIVE and other.status != "inhibited"
                     and inc.fault in causes.get(other.fault, ())
                     and other.first_seen <= at <= other.last_seen + window
                     and _same_run(other, inc)):

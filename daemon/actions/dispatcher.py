@@ -29,7 +29,7 @@ from faultwarden.daemon.actions.notify import Notice, Notifier
 from faultwarden.daemon.actions.restart import RestartBudget
 from faultwarden.daemon.actions.restore import Restored, resume_args, resume_env, roll_back
 from faultwarden.daemon.config import Restore
-from faultwarden.daemon.incidents import Incident, IncidentBook, Update
+from faultwarden.daemon.incidents import QUIET, Incident, IncidentBook, Update
 
 JOB_ACTIONS = ("restore", "restart")
 Observer = Callable[[str, dict], None]
@@ -83,7 +83,7 @@ class Dispatcher:
         """Act on what a finding did to the book (the pipeline's on_incident)."""
         inc = update.incident
         self.dirty = True
-        if not (update.opened or update.alert) or inc.status in ("silenced", "inhibited"):
+        if not (update.opened or update.alert) or inc.status in QUIET:
             return
         self._tell("incident", id=inc.id, fault=inc.fault, rule=inc.rule, severity=inc.severity,
                    message=inc.message, step=step, line=inc.source.get("line"), opened=update.opened)

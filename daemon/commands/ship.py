@@ -75,10 +75,9 @@ def _preflight(client) -> None:
 
 
 def _ship(config, client, hosts, paths, timeout_s, ensure_setup) -> None:
-    from faultwarden.daemon.ship import ElasticsearchSink, ship_files
-
     from faultwarden.daemon.diagnose import source_for
     from faultwarden.daemon.parse import read_file
+    from faultwarden.daemon.ship import ElasticsearchSink, ship_files
 
     sink = ElasticsearchSink(config.elasticsearch, state_dir=config.state_dir, client=client,
                              ensure_setup=ensure_setup)

@@ -46,13 +46,14 @@ _VLLM = re.compile(
     r"\[?(?P<origin>[^\]\s:]+):(?P<oline>\d+)\]\s?")
 # after the time: TensorFlow's `2024-05-01 12:00:00.123456: W tensorflow/core/x.cc:182] msg`
 _TIME_GLOG = re.compile(r":?\s(?P<g>[IWEF]) (?P<origin>[^\]\s:]+):(?P<oline>\d+)\]\s?")
+_MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 # syslog (RFC 3164), as /var/log/syslog and kern.log hold it: `May  1 12:00:00 host prog[pid]: msg`
 _SYSLOG = re.compile(
-    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ \d]\d) "
+    rf"{_MON} (?P<day>[ \d]\d) "
     r"(?P<clock>\d\d:\d\d:\d\d) (?P<host>[\w.\-]+) (?P<prog>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: ")
 # `dmesg -T`: `[Tue May  1 12:00:00 2024] msg`
 _DMESG_TIME = re.compile(
-    r"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    rf"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) {_MON} "
     r"(?P<day>[ \d]\d) (?P<clock>\d\d:\d\d:\d\d) (?P<year>\d{4})\]\s?")
 _WEEKDAYS = frozenset(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from faultwarden.daemon import logs
-
+from faultwarden.daemon.incidents import ACTIVE
 from faultwarden.daemon.ship.documents import iso_utc
 from faultwarden.daemon.ship.templates import incidents_index
 
@@ -182,7 +182,7 @@ class IncidentIndex:
     def list(self, include_closed: bool = False, size: int = 100) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"match_all": {}}
         if not include_closed:
-            query = {"terms": {"status": ["open", "acting", "silenced", "inhibited"]}}
+            query = {"terms": {"status": list(ACTIVE)}}
         hits = self.client.search(index=self.index, query=query, size=size,
                                   sort=[{"first_seen": "desc"}, {"id": "asc"}])["hits"]["hits"]
         return [h["_source"] for h in hits]

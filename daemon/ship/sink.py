@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from faultwarden.daemon import logs
+from faultwarden.daemon.ship.client import BULK_ANSWER_FIELDS
 from faultwarden.daemon.ship.deadletter import DeadLetter
 from faultwarden.daemon.ship.documents import Document, to_document
 
 OnShipped = Callable[[str, int], None]
 _CLOSE = object()
 LOG_EVERY = 10  # failed attempts between two "held up" lines with the same cause
-_ANSWER_FIELDS = "errors,items.*.status,items.*.error"
 
 
 @dataclass
@@ -355,7 +355,7 @@ class ElasticsearchSink:
         shards and sequence numbers per document, which the node spends CPU writing and this
         process reading."""
         payload = b"".join([part for doc in docs for part in (doc.action, doc.body, b"\n")])
-        answer = self.client.bulk(operations=payload, filter_path=_ANSWER_FIELDS).body
+        answer = self.client.bulk(operations=payload, filter_path=BULK_ANSWER_FIELDS).body
         if not answer.get("errors"):
             return None
         items = answer.get("items") or []
